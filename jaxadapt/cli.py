@@ -1,0 +1,73 @@
+"""The `jaxadapt` command: train | bench | report | perf.
+
+Bad input (a config typo, a missing dataset, an unwritable workdir) is one
+line on stderr and exit status 2; set JAXADAPT_DEBUG=1 for the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Sequence
+
+
+def _split_overrides(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+  """Separates `--config.a.b=v` overrides (also `--config.a.b v`) from other args."""
+  rest, overrides, i = [], [], 0
+  argv = list(argv)
+  while i < len(argv):
+    arg = argv[i]
+    if arg.startswith('--config.'):
+      if '=' not in arg and i + 1 < len(argv):
+        arg, i = f'{arg}={argv[i + 1]}', i + 1
+      overrides.append(arg)
+    else:
+      rest.append(arg)
+    i += 1
+  return rest, overrides
+
+
+def _parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(
+      prog='jaxadapt',
+      description='Scratch vs transfer vs fine-tune vs PEFT vs distillation, measured.')
+  sub = parser.add_subparsers(dest='command', required=True)
+  train = sub.add_parser('train', help='train one config (resumes from the workdir)',
+                         epilog='Override any config key: --config.optim.lr=0.05')
+  train.add_argument('--config', required=True, help='config file, optionally file.py:key=value,...')
+  train.add_argument('--workdir', required=True, help='where checkpoints, metrics and config go')
+  train.add_argument('--quiet', action='store_true', help='no progress bar or table')
+  return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  argv = sys.argv[1:] if argv is None else list(argv)
+  rest, overrides = _split_overrides(argv)
+  args = _parser().parse_args(rest)
+  try:
+    return _run(args, overrides)
+  except KeyboardInterrupt:
+    print('jaxadapt: interrupted', file=sys.stderr)
+    return 130
+  except (ValueError, FileNotFoundError, PermissionError) as e:
+    if os.environ.get('JAXADAPT_DEBUG'):
+      raise
+    message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    print(f'jaxadapt: error: {message}', file=sys.stderr)
+    return 2
+
+
+def _run(args: argparse.Namespace, overrides: list[str]) -> int:
+  # Heavy imports happen here so `--help` and argument errors stay instant.
+  from jaxadapt import config as config_lib
+  if args.command == 'train':
+    from jaxadapt import train
+    config = config_lib.load_config(args.config, overrides)
+    train.train(config, args.workdir, quiet=args.quiet)
+    return 0
+  raise AssertionError(args.command)
+
+
+if __name__ == '__main__':
+  sys.exit(main())

@@ -1,0 +1,69 @@
+"""The base config every experiment file starts from: every key, with defaults.
+
+Config files call `base_config()` and change what they need; because the
+returned config is locked after loading, every key a run may use must exist
+here, which is also the reference list of knobs.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def base_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+
+  c.dataset = ml_collections.ConfigDict()
+  c.dataset.name = 'fashion_mnist'   # local: fashion_mnist, digits; or a TFDS catalog name
+  c.dataset.data_dir = ml_collections.FieldReference(None, field_type=str)
+  c.dataset.source_dir = ml_collections.FieldReference(None, field_type=str)
+  c.dataset.train_split = 'train[:55000]'
+  c.dataset.val_split = 'train[55000:]'   # held out from train, separate from test
+  c.dataset.test_split = 'test'
+  c.dataset.classes = ()                  # keep only these class ids (remapped to 0..k-1)
+  c.dataset.examples_per_class = 0        # k-shot subset of the train split; 0 = all
+  c.dataset.subset_seed = 0
+
+  # Preprocessing spec, run on device inside the step (see jaxadapt/data/preprocess.py).
+  c.preprocess = ml_collections.ConfigDict()
+  c.preprocess.train = 'scale|normalize(0.286,0.353)'
+  c.preprocess.eval = 'scale|normalize(0.286,0.353)'
+
+  c.model = ml_collections.ConfigDict()
+  c.model.name = 'cnn'
+  c.model.kwargs = ml_collections.ConfigDict()   # constructor fields, e.g. widths, depth
+
+  # Which parameters train: ('train' | 'frozen') rules; the adaptation method is data.
+  c.adapt = ml_collections.ConfigDict()
+  c.adapt.trainable = (('.*', 'train'),)
+
+  c.batch_size = 128              # global batch, split over all devices and processes
+  c.eval_batch_size = 1000
+  c.num_epochs = 10.0             # used when num_steps is 0
+  c.num_steps = 0
+
+  c.optim = ml_collections.ConfigDict()
+  c.optim.name = 'adamw'          # adamw | sgd
+  c.optim.lr = 1e-3
+  c.optim.momentum = 0.9          # sgd momentum; adamw b1
+  c.optim.nesterov = True
+  c.optim.b2 = 0.999
+  c.optim.weight_decay = 1e-4     # decoupled (adamw) or L2-style added to updates (sgd)
+  c.optim.schedule = 'cosine'     # cosine | constant | linear
+  c.optim.warmup_steps = 0
+  c.optim.warmup_fraction = 0.02  # used when warmup_steps is 0
+  c.optim.grad_clip = 0.0         # global-norm clip over trainable params; 0 = off
+  # (regex, value) rules over parameter paths, first match wins (DESIGN.md).
+  c.optim.lr_rules = (('.*', 1.0),)                        # learning-rate multipliers
+  c.optim.wd_rules = (('.*(bias|scale)$', 0.0), ('.*', 1.0))  # weight-decay multipliers
+
+  c.log_every = 50
+  c.eval_every = 0                # 0 = once per epoch
+  c.ckpt_every = 500
+  c.keep_ckpts = 2
+
+  c.mesh = ml_collections.ConfigDict()
+  c.mesh.data = -1                # -1 = all remaining devices
+  c.mesh.fsdp = 1
+  return c

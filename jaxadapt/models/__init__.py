@@ -1,0 +1,73 @@
+"""Model zoo: build a flax.linen classifier by name.
+
+Models: ``cnn`` (CNN), ``resnet`` (GroupNorm ResNet), ``vit`` (ViT). All share
+
+    model.apply({'params': params}, images, train=False, features_only=False,
+                rngs={'dropout': key})
+
+with float32 NHWC images. ``train`` enables dropout; ``features_only`` returns
+the (B, D) vector fed to ``head`` instead of logits. There are no mutable
+collections (no BatchNorm): ``init`` returns only ``'params'``. Every kernel is
+2D (Dense) or 4D (Conv); ``head`` is zero-initialised.
+
+Parameter paths ('/'-joined, indices 1-based):
+
+- cnn: ``block{i}/conv{1,2}/{kernel,bias}``, ``block{i}/norm{1,2}/{scale,bias}``
+  (absent with ``norm='none'``), ``dense/{kernel,bias}`` (absent with
+  ``dense=0``), ``head/{kernel,bias}``.
+- resnet: ``stem/conv/kernel``, ``stem/norm/{scale,bias}``,
+  ``stage{s}/block{b}/conv{j}/kernel`` and ``.../norm{j}/{scale,bias}`` (j = 1..2,
+  or 1..3 for bottleneck depth 50), shortcut projection
+  ``stage{s}/block1/proj/kernel`` and ``.../proj_norm/{scale,bias}`` where
+  shape changes, ``head/{kernel,bias}``. Convs have no bias (a norm follows);
+  post-activation, so no final norm.
+- vit: ``embedding/{kernel,bias}``, ``cls`` (pool='cls' only), ``pos_embedding``,
+  ``encoder/block{i}/norm{1,2}/{scale,bias}``,
+  ``encoder/block{i}/attn/{query,key,value,out}/{kernel,bias}``,
+  ``encoder/block{i}/mlp/{fc1,fc2}/{kernel,bias}``, ``encoder/norm/{scale,bias}``,
+  ``head/{kernel,bias}``.
+"""
+
+import dataclasses
+import difflib
+
+import flax.linen as nn
+
+from .cnn import CNN
+from .resnet import ResNet
+from .vit import ViT
+
+_REGISTRY: dict[str, type[nn.Module]] = {"cnn": CNN, "resnet": ResNet, "vit": ViT}
+MODEL_NAMES: tuple[str, ...] = tuple(_REGISTRY)
+
+# Dataclass fields that are flax plumbing or set by build_model itself.
+_RESERVED = {"parent", "name", "num_classes"}
+
+
+def model_options(name: str) -> list[str]:
+    """Keyword arguments accepted by `build_model(name, ...)`."""
+    return [f.name for f in dataclasses.fields(_lookup(name))
+            if f.init and f.name not in _RESERVED]
+
+
+def _lookup(name: str) -> type[nn.Module]:
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    msg = f"unknown model {name!r}; choose one of: {', '.join(MODEL_NAMES)}"
+    close = difflib.get_close_matches(name, MODEL_NAMES, n=1)
+    if close:
+        msg += f" (did you mean {close[0]!r}?)"
+    raise ValueError(msg)
+
+
+def build_model(name: str, num_classes: int, **kwargs) -> nn.Module:
+    """Instantiate model `name` with `num_classes` outputs and its options."""
+    valid = model_options(name)
+    for key in kwargs:
+        if key not in valid:
+            raise ValueError(f"unknown option {key!r} for model {name!r}; "
+                             f"valid options: {', '.join(valid)}")
+    return _lookup(name)(num_classes=num_classes, **kwargs)
+
+
+__all__ = ["CNN", "MODEL_NAMES", "ResNet", "ViT", "build_model", "model_options"]

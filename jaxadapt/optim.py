@@ -1,0 +1,91 @@
+"""Optax optimizers from config: schedules, rule-driven groups, frozen leaves.
+
+Every parameter gets a label from the rule lists: `frozen`, or a group named
+by its learning-rate and weight-decay multipliers. `optax.multi_transform`
+maps `frozen` to `set_to_zero` (which holds no state), and each group to the
+configured optimizer scaled by its multipliers, so frozen parameters cost no
+optimizer memory at all.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import ml_collections
+import optax
+
+from jaxadapt import partition
+
+FROZEN = 'frozen'
+
+
+def schedule(optim: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
+  """Warmup (linear from 0) followed by cosine, linear or constant decay."""
+  warmup = optim.warmup_steps or int(optim.warmup_fraction * total_steps)
+  warmup = min(warmup, max(total_steps - 1, 0))
+  decay_steps = max(total_steps - warmup, 1)
+  if optim.schedule == 'cosine':
+    main = optax.cosine_decay_schedule(optim.lr, decay_steps)
+  elif optim.schedule == 'linear':
+    main = optax.linear_schedule(optim.lr, 0.0, decay_steps)
+  elif optim.schedule == 'constant':
+    main = optax.constant_schedule(optim.lr)
+  else:
+    raise ValueError(f"unknown optim.schedule '{optim.schedule}'; choose cosine, linear or constant")
+  if warmup == 0:
+    return main
+  return optax.join_schedules([optax.linear_schedule(0.0, optim.lr, warmup), main], [warmup])
+
+
+def trainable_mask(config: ml_collections.ConfigDict, paths: list[str]) -> dict[str, bool]:
+  """{path: True if it trains} from `config.adapt.trainable` rules."""
+  labels = partition.match(config.adapt.trainable, paths, 'adapt.trainable')
+  bad = {v for v in labels.values() if v not in ('train', FROZEN)}
+  if bad:
+    raise partition.RuleError(f"adapt.trainable: values must be 'train' or 'frozen', got {sorted(map(str, bad))}")
+  return {p: v == 'train' for p, v in labels.items()}
+
+
+def param_groups(config: ml_collections.ConfigDict, flat_params: Mapping[str, Any],
+                 trainable: Mapping[str, bool]) -> dict[str, dict[str, Any]]:
+  """Per-path decisions: {'label', 'lr_mult', 'wd_mult'}; frozen paths get label 'frozen'."""
+  paths = list(flat_params)
+  lr = partition.match(config.optim.lr_rules, paths, 'optim.lr_rules')
+  wd = partition.match(config.optim.wd_rules, paths, 'optim.wd_rules')
+  groups = {}
+  for p in paths:
+    lr_mult, wd_mult = float(lr[p]), float(wd[p])
+    # A zero learning rate is freezing spelled differently: treat it as such.
+    train = trainable[p] and lr_mult != 0.0
+    label = f"lr{lr_mult:g}_wd{wd_mult:g}" if train else FROZEN
+    groups[p] = {'label': label, 'lr_mult': lr_mult if train else 0.0, 'wd_mult': wd_mult}
+  return groups
+
+
+def make_optimizer(config: ml_collections.ConfigDict, groups: Mapping[str, Mapping[str, Any]],
+                   total_steps: int) -> optax.GradientTransformation:
+  """The full optimizer over the whole parameter tree (frozen leaves included)."""
+  optim = config.optim
+  base = schedule(optim, total_steps)
+  transforms = {FROZEN: optax.set_to_zero()}
+  for g in {v['label']: v for v in groups.values() if v['label'] != FROZEN}.values():
+    lr = _scaled(base, g['lr_mult'])
+    wd = optim.weight_decay * g['wd_mult']
+    if optim.name == 'adamw':
+      tx = optax.adamw(lr, b1=optim.momentum, b2=optim.b2, weight_decay=wd)
+    elif optim.name == 'sgd':
+      tx = optax.chain(optax.add_decayed_weights(wd) if wd else optax.identity(),
+                       optax.sgd(lr, momentum=optim.momentum or None, nesterov=optim.nesterov))
+    else:
+      raise ValueError(f"unknown optim.name '{optim.name}'; choose adamw or sgd")
+    transforms[g['label']] = tx
+  labels = partition.unflatten({p: g['label'] for p, g in groups.items()})
+  tx = optax.partition(transforms, labels)  # a.k.a. multi_transform
+  if optim.grad_clip:
+    # Frozen leaves enter with zero gradients, so the global norm is the trainable one.
+    tx = optax.chain(optax.clip_by_global_norm(optim.grad_clip), tx)
+  return tx
+
+
+def _scaled(base: optax.Schedule, mult: float) -> optax.Schedule:
+  return base if mult == 1.0 else (lambda step: mult * base(step))

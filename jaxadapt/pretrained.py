@@ -1,0 +1,106 @@
+"""Pretrained initialisation: merge a checkpoint's parameters into a fresh init.
+
+Sources: a jaxadapt workdir or Orbax checkpoint directory, a `.npz` of flat
+`a/b/c` keys (big_vision / vision_transformer style) or a `.safetensors`
+file. `name_map` rules `(regex, replacement)` rename checkpoint keys into our
+paths (first match wins, `re.sub` syntax; unmatched keys keep their name).
+`dont_load` regexes keep the fresh init (e.g. a new head). Anything else that
+is missing or has the wrong shape is an error naming the parameter, except
+ViT position embeddings, which are resized to the new patch grid.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Mapping, Sequence
+
+import jax
+import numpy as np
+from etils import epath
+
+from jaxadapt import checkpoint, partition
+
+
+class PretrainedError(ValueError):
+  """The checkpoint does not fit the model; the message names the parameter."""
+
+
+def read_flat(path: str) -> dict[str, np.ndarray]:
+  """Reads any supported checkpoint into {'a/b/c': numpy array}."""
+  p = epath.Path(path)
+  if not p.exists():
+    raise FileNotFoundError(f"init.checkpoint not found: {path}")
+  if p.suffix == '.npz':
+    with p.open('rb') as f, np.load(f) as z:
+      return {k: np.asarray(z[k]) for k in z.files}
+  if p.suffix == '.safetensors':
+    from safetensors.numpy import load
+    return dict(load(p.read_bytes()))
+  params = checkpoint.restore_params(p)
+  return {k: np.asarray(v) for k, v in partition.flatten(params).items()}
+
+
+def rename(flat: Mapping[str, np.ndarray], name_map: Sequence[tuple[str, str]]) -> dict:
+  """Applies `(regex, replacement)` renames; the first rule that matches a key wins."""
+  compiled = [(re.compile(pattern), repl) for pattern, repl in name_map]
+  out = {}
+  for key, value in flat.items():
+    for regex, repl in compiled:
+      if regex.fullmatch(key):
+        key = regex.sub(repl, key)
+        break
+    out[key] = value
+  return out
+
+
+def load_into(fresh: Any, path: str, dont_load: Sequence[str] = (),
+              name_map: Sequence[tuple[str, str]] = ()) -> tuple[Any, dict[str, list[str]]]:
+  """Returns (params, report): `fresh` with every loadable leaf replaced from `path`.
+
+  The report lists 'loaded', 'kept' (dont_load) and 'unused' checkpoint keys.
+  """
+  source = rename(read_flat(path), name_map)
+  target = partition.flatten(fresh)
+  skip = (partition.match([(r, True) for r in dont_load], list(target), 'init.dont_load',
+                          default=False, require_cover=False) if dont_load else {})
+  out, report = {}, {'loaded': [], 'kept': [], 'unused': []}
+  for name, leaf in target.items():
+    if skip.get(name):
+      out[name] = leaf
+      report['kept'].append(name)
+      continue
+    if name not in source:
+      close = partition.nearby(name, list(source), n=3)
+      raise PretrainedError(f"parameter '{name}' is not in checkpoint {path} "
+                            f"(closest keys: {', '.join(close)}); add it to init.dont_load "
+                            f"or map it with init.name_map")
+    value = source[name]
+    if value.shape != leaf.shape:
+      if name.endswith('pos_embedding') and value.ndim == 3 and leaf.ndim == 3:
+        value = resize_posemb(value, leaf.shape)
+      else:
+        raise PretrainedError(f"parameter '{name}' has shape {tuple(value.shape)} in the "
+                              f"checkpoint but {tuple(leaf.shape)} in the model; add it to "
+                              f"init.dont_load to re-initialise it")
+    out[name] = jax.device_put(value.astype(leaf.dtype), leaf.sharding)
+    report['loaded'].append(name)
+  report['unused'] = sorted(set(source) - set(report['loaded']))
+  return partition.unflatten(out), report
+
+
+def resize_posemb(posemb: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+  """Resizes (1, [cls +] gh*gw, D) position embeddings to a new square grid."""
+  _, n_old, dim = posemb.shape
+  _, n_new, _ = shape
+  extra = 0
+  for extra in (0, 1):  # 1 when a cls token's embedding comes first
+    g_old, g_new = np.sqrt(n_old - extra), np.sqrt(n_new - extra)
+    if g_old.is_integer() and g_new.is_integer():
+      break
+  else:
+    raise PretrainedError(f"pos_embedding of {n_old} tokens cannot be resized to {n_new}: "
+                          f"grids are not square")
+  g_old, g_new = int(g_old), int(g_new)
+  grid = posemb[0, extra:].reshape(g_old, g_old, dim)
+  grid = np.asarray(jax.image.resize(grid, (g_new, g_new, dim), 'bilinear'))
+  return np.concatenate([posemb[0, :extra], grid.reshape(-1, dim)])[None].astype(posemb.dtype)

@@ -1,0 +1,224 @@
+"""The trainer: one function that runs every method, readable top to bottom.
+
+Sections: workdir checks, mesh, input, model and parameters, rules and
+optimizer, checkpoint (resume > fresh), compiled steps, loop. The method
+(scratch, probe, fine-tune, ...) is data in the config, never a code path.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import sys
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from etils import epath
+from tqdm import tqdm
+
+from jaxadapt import checkpoint, config as config_lib, data, models, optim, partition
+from jaxadapt import sharding, step as step_lib
+from jaxadapt.metrics import MetricWriter
+
+
+class WorkdirError(ValueError):
+  """The workdir cannot be used; the message says why and what to do."""
+
+
+def train(config: ml_collections.ConfigDict, workdir: str, *, quiet: bool = False) -> dict[str, Any]:
+  """Trains (or resumes) the run in `workdir`; returns the final eval metrics."""
+  log = (lambda *a: None) if quiet or jax.process_index() else (lambda *a: print(*a, flush=True))
+  workdir = epath.Path(workdir)
+
+  # ---------------------------------------------------------------- mesh
+  mesh = sharding.make_mesh(config.mesh)
+  sharding.check_batch_size(config.batch_size, mesh)
+  sharding.check_batch_size(config.eval_batch_size, mesh, 'eval_batch_size')
+
+  # --------------------------------------------------------------- input
+  # Everything that can fail on bad input runs before the workdir is touched.
+  info = data.dataset_info(config.dataset)
+  train_arrays = data.load_split(config.dataset, config.dataset.train_split)
+  eval_splits = {'val': config.dataset.val_split, 'test': config.dataset.test_split}
+  eval_arrays = {name: data.load_split(_full_split(config.dataset), split)
+                 for name, split in eval_splits.items() if split}
+  source = data.BatchSource(train_arrays, config.batch_size, config.seed, shuffle=True,
+                            drop_remainder=True, process_index=jax.process_index(),
+                            process_count=jax.process_count())
+  total_steps = config.num_steps or math.ceil(config.num_epochs * source.steps_per_epoch)
+  eval_every = config.eval_every or source.steps_per_epoch
+  log(f"data: {config.dataset.name} train={len(train_arrays['label'])} "
+      + ' '.join(f"{k}={len(v['label'])}" for k, v in eval_arrays.items())
+      + f" classes={info['num_classes']} | {total_steps} steps of {config.batch_size} "
+      f"({total_steps / source.steps_per_epoch:.1f} epochs) on {mesh.devices.size} device(s)")
+
+  # ------------------------------------------------- model and parameters
+  model = models.build_model(config.model.name, info['num_classes'], **config.model.kwargs.to_dict())
+  preprocess_train = data.make_preprocess(config.preprocess.train)
+  preprocess_eval = data.make_preprocess(config.preprocess.eval)
+  input_shape = data.output_shape(config.preprocess.train, info['image_shape'])
+  replicated = sharding.replicated(mesh)
+  init = jax.jit(lambda key: model.init(key, jnp.zeros((1, *input_shape)))['params'],
+                 out_shardings=replicated)
+  params = init(jax.random.key(config.seed))
+
+  # ------------------------------------------------ rules and optimizer
+  flat = partition.flatten(params)
+  trainable = optim.trainable_mask(config, list(flat))
+  groups = optim.param_groups(config, flat, trainable)
+  trainable = {p: g['label'] != optim.FROZEN for p, g in groups.items()}
+  schedule = optim.schedule(config.optim, total_steps)
+  tx = optim.make_optimizer(config, groups, total_steps)
+  table = partition.summary_table(
+      flat, {'label': {p: g['label'] for p, g in groups.items()},
+             'lr_mult': {p: g['lr_mult'] for p, g in groups.items()}}, trainable)
+
+  # ------------------------------------------------------------ workdir
+  _prepare_workdir(workdir)
+  if jax.process_index() == 0:
+    _warn_on_config_change(workdir, config, log)
+    config_lib.save_config(config, workdir / 'config.json')
+    (workdir / 'params.txt').write_text(table + '\n')
+  log(table.splitlines()[-1].replace('TOTAL', 'params:', 1))
+
+  # ------------------------------------- checkpoint: resume > fresh init
+  state = jax.jit(lambda p: step_lib.init_state(p, tx), out_shardings=replicated)(params)
+  ckpt = checkpoint.Checkpointer(workdir, config.ckpt_every, config.keep_ckpts)
+  start = ckpt.latest_step()
+  if start is not None:
+    state = ckpt.restore(state, start)
+    log(f"resumed from step {start} in {ckpt.directory}")
+  start = int(start or 0)
+
+  # -------------------------------------------------------- compiled steps
+  train_step = jax.jit(
+      step_lib.make_train_step(model, tx, trainable, preprocess_train, config.seed, schedule),
+      in_shardings=(replicated, sharding.batch_sharding(mesh)),
+      out_shardings=(replicated, replicated), donate_argnums=0)
+  eval_step = jax.jit(step_lib.make_eval_step(model, preprocess_eval),
+                      in_shardings=(replicated, sharding.batch_sharding(mesh)),
+                      out_shardings=replicated)
+
+  def evaluate(params) -> dict[str, float]:
+    out = {}
+    for name, arrays in eval_arrays.items():
+      sums = None
+      for batch in data.eval_batches(arrays, config.eval_batch_size, jax.process_index(),
+                                     jax.process_count()):
+        s = eval_step(params, sharding.global_batch(batch, mesh))
+        sums = s if sums is None else jax.tree.map(jnp.add, sums, s)
+      sums = jax.device_get(sums)
+      out[f'{name}/accuracy'] = float(sums['correct'] / sums['count'])
+      out[f'{name}/loss'] = float(sums['loss'] / sums['count'])
+    return out
+
+  # ------------------------------------------------------------------ loop
+  writer = MetricWriter(workdir)
+  stop = _StopOnSignal()
+  final: dict[str, Any] = {}
+  pending: list[dict] = []
+  bar = tqdm(total=total_steps, initial=start, desc='train', unit='step', dynamic_ncols=True,
+             disable=quiet or jax.process_index() != 0,
+             mininterval=0.5 if sys.stderr.isatty() else 30.0)
+  t0, steps_timed = time.perf_counter(), 0
+  try:
+    for step in range(start + 1, total_steps + 1):
+      batch = sharding.global_batch(source.batch(step - 1), mesh)
+      state, metrics = train_step(state, batch)
+      pending.append(metrics)
+      steps_timed += 1
+      bar.update(1)
+      is_last = step == total_steps
+      if step % config.log_every == 0 or is_last:
+        means = {f'train/{k}': float(np.mean(v)) for k, v in jax.device_get(
+            jax.tree.map(lambda *xs: jnp.stack(xs), *pending)).items()}
+        means['train/steps_per_sec'] = steps_timed / (time.perf_counter() - t0)
+        pending, t0, steps_timed = [], time.perf_counter(), 0
+        bar.set_postfix(loss=f"{means['train/loss']:.4f}", acc=f"{means['train/accuracy']:.3f}")
+        writer.write(step, means)
+      if step % eval_every == 0 or is_last:
+        final = evaluate(state.params)
+        writer.write(step, final)
+        bar.write(f"step {step}: " + ' '.join(f"{k}={v:.4f}" for k, v in final.items()))
+      ckpt.maybe_save(step, state, force=is_last)
+      if stop.requested and not is_last:
+        ckpt.maybe_save(step, state, force=True)
+        log(f"\nstopped by signal at step {step}; checkpoint saved, rerun the same command to resume")
+        break
+    else:
+      if start >= total_steps:
+        final = evaluate(state.params)
+        log(f"run already complete at step {start}: "
+            + ' '.join(f"{k}={v:.4f}" for k, v in final.items()))
+  finally:
+    bar.close()
+    ckpt.close()
+    writer.close()
+    stop.restore()
+  return final
+
+
+def _full_split(dataset_cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Eval splits never take the k-shot subset: that only applies to training data."""
+  cfg = ml_collections.ConfigDict(dataset_cfg.to_dict())
+  cfg.examples_per_class = 0
+  return cfg
+
+
+def _prepare_workdir(workdir: epath.Path) -> None:
+  try:
+    workdir.mkdir(parents=True, exist_ok=True)
+    probe = workdir / '.write_test'
+    probe.write_text('ok')
+    probe.unlink()
+  except OSError as e:
+    raise WorkdirError(f"cannot write to workdir {workdir}: {e.strerror or e}; "
+                       f"choose a writable --workdir") from None
+
+
+def _warn_on_config_change(workdir: epath.Path, config, log) -> None:
+  path = workdir / 'config.json'
+  if not path.exists():
+    return
+  old = json.loads(path.read_text())
+  new = json.loads(json.dumps(config.to_dict(), default=str))
+  changed = sorted(k for k in set(_leaves(old)) | set(_leaves(new))
+                   if _leaves(old).get(k) != _leaves(new).get(k))
+  if changed:
+    log(f"warning: config differs from the one in {path} at: {', '.join(changed)}")
+
+
+def _leaves(tree, prefix='') -> dict:
+  if not isinstance(tree, dict):
+    return {prefix: json.dumps(tree)}
+  out = {}
+  for k, v in tree.items():
+    out.update(_leaves(v, f'{prefix}.{k}' if prefix else k))
+  return out
+
+
+class _StopOnSignal:
+  """Turns SIGTERM/SIGINT into a flag so the loop can checkpoint and exit cleanly."""
+
+  def __init__(self):
+    self.requested = False
+    self._old = {}
+    for sig in (signal.SIGTERM, signal.SIGINT):
+      try:
+        self._old[sig] = signal.signal(sig, self._handle)
+      except ValueError:  # Not the main thread: leave signals alone.
+        pass
+
+  def _handle(self, signum, frame):
+    if self.requested and signum == signal.SIGINT:
+      raise KeyboardInterrupt  # A second Ctrl-C means stop now.
+    self.requested = True
+
+  def restore(self):
+    for sig, handler in self._old.items():
+      signal.signal(sig, handler)

@@ -1,0 +1,58 @@
+"""Config files, `file.py:args`, shell overrides and the locked-config errors."""
+
+import pytest
+
+from jaxadapt import config as config_lib
+
+SCRATCH = 'configs/fashion_mnist/scratch.py'
+
+
+def test_override_types_and_nesting():
+  c = config_lib.load_config(SCRATCH, ['--config.optim.lr=0.05', '--config.batch_size=256',
+                                       '--config.dataset.data_dir=/tmp/x',
+                                       '--config.optim.name=sgd'])
+  assert c.optim.lr == 0.05 and c.batch_size == 256
+  assert c.dataset.data_dir == '/tmp/x' and c.optim.name == 'sgd'
+
+
+def test_int_value_for_float_key_becomes_float():
+  c = config_lib.load_config(SCRATCH, ['--config.optim.lr=1'])
+  assert isinstance(c.optim.lr, float) and c.optim.lr == 1.0
+
+
+def test_file_argument_selects_variant():
+  c = config_lib.load_config(f'{SCRATCH}:model=resnet')
+  assert c.model.name == 'resnet'
+  assert config_lib.load_config(SCRATCH).model.name == 'cnn'
+
+
+def test_typo_key_suggests_nearest():
+  with pytest.raises(config_lib.ConfigError, match=r"unknown config key 'optim\.lrr'.*optim\.lr"):
+    config_lib.load_config(SCRATCH, ['--config.optim.lrr=0.1'])
+  with pytest.raises(config_lib.ConfigError, match=r"batch_size"):
+    config_lib.load_config(SCRATCH, ['--config.batchsize=3'])
+
+
+def test_wrong_type_is_an_error():
+  with pytest.raises(config_lib.ConfigError, match='batch_size'):
+    config_lib.load_config(SCRATCH, ['--config.batch_size=big'])
+
+
+def test_locked_config_rejects_new_keys_in_python():
+  c = config_lib.load_config(SCRATCH)
+  with pytest.raises(AttributeError):
+    c.optim.new_key = 1
+
+
+def test_parse_arg():
+  a = config_lib.parse_arg('model=vit,smoke,k=3', model='cnn', smoke=False, k=1)
+  assert (a.model, a.smoke, a.k) == ('vit', True, 3)
+  with pytest.raises(config_lib.ConfigError, match=r"unknown config argument 'modle'.*did you mean model"):
+    config_lib.parse_arg('modle=vit', model='cnn')
+
+
+def test_missing_file_and_bad_variant():
+  with pytest.raises(config_lib.ConfigError, match='not found'):
+    config_lib.load_config('configs/nope.py')
+  with pytest.raises(config_lib.ConfigError, match="unknown model 'resnte'"):
+    config_lib.load_config(f'{SCRATCH}:model=resnte')
