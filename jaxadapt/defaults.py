@@ -36,7 +36,21 @@ def base_config() -> ml_collections.ConfigDict:
 
   # Which parameters train: ('train' | 'frozen') rules; the adaptation method is data.
   c.adapt = ml_collections.ConfigDict()
+  c.adapt.method = 'scratch'      # a name for reports; behaviour comes from the fields below
   c.adapt.trainable = (('.*', 'train'),)
+  c.adapt.lora = ml_collections.ConfigDict()
+  c.adapt.lora.rules = ()         # (regex, rank) over kernel paths; empty = no LoRA
+  c.adapt.lora.alpha = 16.0       # adapters scale by alpha / rank
+  # Linear-probe fast path: backbone features computed once, head fitted on the cache.
+  c.adapt.fast_probe = ''         # '' (off) | 'ridge' (closed form) | 'softmax' (SGD on features)
+  c.adapt.probe_l2 = 1e-3         # ridge regularisation, relative to mean feature energy
+  c.adapt.probe_epochs = 20       # 'softmax' fast path epochs over the cached features
+
+  # Pretrained initialisation (jaxadapt/pretrained.py).
+  c.init = ml_collections.ConfigDict()
+  c.init.checkpoint = ml_collections.FieldReference(None, field_type=str)
+  c.init.dont_load = ()           # regexes: keep the fresh init for these (e.g. 'head/.*')
+  c.init.name_map = ()            # (regex, replacement) renames of checkpoint keys
 
   c.batch_size = 128              # global batch, split over all devices and processes
   c.eval_batch_size = 1000

@@ -36,9 +36,8 @@ def add_adapters(params: Mapping, rules, key: jax.Array) -> dict:
       raise ValueError(f"adapt.lora.rules: '{path}' has shape {kernel.shape}; LoRA needs a "
                        f"2D (Dense) or 4D (Conv) kernel")
     fan_in, fan_out = int(np.prod(kernel.shape[:-1])), kernel.shape[-1]
-    if rank > min(fan_in, fan_out):
-      raise ValueError(f"adapt.lora.rules: rank {rank} for '{path}' exceeds min(fan_in, fan_out)"
-                       f"={min(fan_in, fan_out)}")
+    # A rank above min(fan_in, fan_out) adds parameters but no expressiveness: cap it.
+    rank = min(int(rank), fan_in, fan_out)
     a = jax.random.normal(jax.random.fold_in(key, i), (fan_in, rank), kernel.dtype)
     adapters[f'{PREFIX}{path}/a'] = a / np.sqrt(fan_in)
     adapters[f'{PREFIX}{path}/b'] = jnp.zeros((rank, fan_out), kernel.dtype)

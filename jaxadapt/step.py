@@ -18,10 +18,21 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxadapt import partition
+from jaxadapt import lora, partition
 
 Batch = Mapping[str, jax.Array]
 Preprocess = Callable[[jax.Array, jax.Array, bool], jax.Array]
+Forward = Callable[..., jax.Array]
+
+
+def make_forward(model: nn.Module, lora_alpha: float = 1.0) -> Forward:
+  """`forward(params, images, train=, features_only=, rngs=)`; LoRA adapters merged in."""
+
+  def forward(params, images, *, train=False, features_only=False, rngs=None):
+    return model.apply({'params': lora.merge(params, lora_alpha)}, images, train=train,
+                       features_only=features_only, rngs=rngs)
+
+  return forward
 
 
 @flax.struct.dataclass
@@ -47,7 +58,7 @@ def split_params(params: Any, trainable: Mapping[str, bool]) -> tuple[dict, dict
           {k: v for k, v in flat.items() if not trainable[k]})
 
 
-def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
+def make_train_step(forward: Forward, tx: optax.GradientTransformation,
                     trainable: Mapping[str, bool], preprocess: Preprocess, seed: int,
                     lr_schedule: optax.Schedule | None = None) -> Callable:
   """Builds `train_step(state, batch) -> (state, metrics)`; jit it with shardings."""
@@ -62,7 +73,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
 
     def loss_fn(learned):
       params = partition.unflatten({**frozen, **learned})
-      logits = model.apply({'params': params}, images, train=True, rngs={'dropout': dropout_rng})
+      logits = forward(params, images, train=True, rngs={'dropout': dropout_rng})
       return cross_entropy(logits, batch['label']).mean(), logits
 
     (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(learned)
@@ -77,7 +88,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
                               opt_state=opt_state)
     metrics = {'loss': loss,
                'accuracy': jnp.mean(jnp.argmax(logits, -1) == batch['label']),
-               'grad_norm': optax.global_norm(grads)}
+               'grad_norm': optax.tree.norm(grads)}
     if lr_schedule is not None:
       metrics['lr'] = lr_schedule(state.step)
     return new_state, metrics
@@ -85,12 +96,12 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
   return train_step
 
 
-def make_eval_step(model: nn.Module, preprocess: Preprocess) -> Callable:
+def make_eval_step(forward: Forward, preprocess: Preprocess) -> Callable:
   """Builds `eval_step(params, batch) -> sums`; `batch['mask']` marks real rows."""
 
   def eval_step(params: Any, batch: Batch):
     images = preprocess(batch['image'], jax.random.key(0), False)
-    logits = model.apply({'params': params}, images, train=False)
+    logits = forward(params, images)
     mask = batch['mask'].astype(jnp.float32)
     correct = (jnp.argmax(logits, -1) == batch['label']).astype(jnp.float32)
     return {'loss': jnp.sum(cross_entropy(logits, batch['label']) * mask),

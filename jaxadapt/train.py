@@ -7,6 +7,7 @@ optimizer, checkpoint (resume > fresh), compiled steps, loop. The method
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import signal
@@ -21,7 +22,8 @@ import numpy as np
 from etils import epath
 from tqdm import tqdm
 
-from jaxadapt import checkpoint, config as config_lib, data, models, optim, partition
+from jaxadapt import checkpoint, config as config_lib, data, lora, models, optim, partition
+from jaxadapt import pretrained, probe
 from jaxadapt import sharding, step as step_lib
 from jaxadapt.metrics import MetricWriter
 
@@ -57,37 +59,23 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, quiet: bool = Fals
       + f" classes={info['num_classes']} | {total_steps} steps of {config.batch_size} "
       f"({total_steps / source.steps_per_epoch:.1f} epochs) on {mesh.devices.size} device(s)")
 
-  # ------------------------------------------------- model and parameters
-  model = models.build_model(config.model.name, info['num_classes'], **config.model.kwargs.to_dict())
-  preprocess_train = data.make_preprocess(config.preprocess.train)
-  preprocess_eval = data.make_preprocess(config.preprocess.eval)
-  input_shape = data.output_shape(config.preprocess.train, info['image_shape'])
-  replicated = sharding.replicated(mesh)
-  init = jax.jit(lambda key: model.init(key, jnp.zeros((1, *input_shape)))['params'],
-                 out_shardings=replicated)
-  params = init(jax.random.key(config.seed))
-
-  # ------------------------------------------------ rules and optimizer
-  flat = partition.flatten(params)
-  trainable = optim.trainable_mask(config, list(flat))
-  groups = optim.param_groups(config, flat, trainable)
-  trainable = {p: g['label'] != optim.FROZEN for p, g in groups.items()}
-  schedule = optim.schedule(config.optim, total_steps)
-  tx = optim.make_optimizer(config, groups, total_steps)
-  table = partition.summary_table(
-      flat, {'label': {p: g['label'] for p, g in groups.items()},
-             'lr_mult': {p: g['lr_mult'] for p, g in groups.items()}}, trainable)
+  # ------------------------------------- model, parameters, rules, optimizer
+  exp = build(config, mesh, info, total_steps, log)
 
   # ------------------------------------------------------------ workdir
   _prepare_workdir(workdir)
   if jax.process_index() == 0:
     _warn_on_config_change(workdir, config, log)
     config_lib.save_config(config, workdir / 'config.json')
-    (workdir / 'params.txt').write_text(table + '\n')
-  log(table.splitlines()[-1].replace('TOTAL', 'params:', 1))
+    (workdir / 'params.txt').write_text(exp.table + '\n')
+  log(exp.table.splitlines()[-1].replace('TOTAL', 'params:', 1))
+
+  if config.adapt.fast_probe:
+    return _fast_probe(config, exp, mesh, train_arrays, eval_arrays, workdir, log)
 
   # ------------------------------------- checkpoint: resume > fresh init
-  state = jax.jit(lambda p: step_lib.init_state(p, tx), out_shardings=replicated)(params)
+  replicated = sharding.replicated(mesh)
+  state = jax.jit(lambda p: step_lib.init_state(p, exp.tx), out_shardings=replicated)(exp.params)
   ckpt = checkpoint.Checkpointer(workdir, config.ckpt_every, config.keep_ckpts)
   start = ckpt.latest_step()
   if start is not None:
@@ -97,25 +85,16 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, quiet: bool = Fals
 
   # -------------------------------------------------------- compiled steps
   train_step = jax.jit(
-      step_lib.make_train_step(model, tx, trainable, preprocess_train, config.seed, schedule),
+      step_lib.make_train_step(exp.forward, exp.tx, exp.trainable, exp.preprocess_train,
+                               config.seed, exp.schedule),
       in_shardings=(replicated, sharding.batch_sharding(mesh)),
       out_shardings=(replicated, replicated), donate_argnums=0)
-  eval_step = jax.jit(step_lib.make_eval_step(model, preprocess_eval),
+  eval_step = jax.jit(step_lib.make_eval_step(exp.forward, exp.preprocess_eval),
                       in_shardings=(replicated, sharding.batch_sharding(mesh)),
                       out_shardings=replicated)
 
-  def evaluate(params) -> dict[str, float]:
-    out = {}
-    for name, arrays in eval_arrays.items():
-      sums = None
-      for batch in data.eval_batches(arrays, config.eval_batch_size, jax.process_index(),
-                                     jax.process_count()):
-        s = eval_step(params, sharding.global_batch(batch, mesh))
-        sums = s if sums is None else jax.tree.map(jnp.add, sums, s)
-      sums = jax.device_get(sums)
-      out[f'{name}/accuracy'] = float(sums['correct'] / sums['count'])
-      out[f'{name}/loss'] = float(sums['loss'] / sums['count'])
-    return out
+  evaluate = lambda params: evaluate_splits(eval_step, params, eval_arrays,
+                                            config.eval_batch_size, mesh)
 
   # ------------------------------------------------------------------ loop
   writer = MetricWriter(workdir)
@@ -161,6 +140,99 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, quiet: bool = Fals
     writer.close()
     stop.restore()
   return final
+
+
+@dataclasses.dataclass
+class Experiment:
+  """Everything about a run that is not data or loop: model, parameters, optimizer."""
+  model: Any
+  forward: step_lib.Forward
+  params: Any
+  trainable: dict[str, bool]
+  groups: dict[str, dict[str, Any]]
+  tx: Any
+  schedule: Any
+  preprocess_train: Any
+  preprocess_eval: Any
+  input_shape: tuple[int, ...]
+  table: str
+
+
+def build(config: ml_collections.ConfigDict, mesh, info: dict, total_steps: int,
+          log=lambda *a: None) -> Experiment:
+  """Model, initial parameters (fresh > pretrained > LoRA), rules and optimizer."""
+  model = models.build_model(config.model.name, info['num_classes'], **config.model.kwargs.to_dict())
+  forward = step_lib.make_forward(model, config.adapt.lora.alpha)
+  preprocess_train = data.make_preprocess(config.preprocess.train)
+  preprocess_eval = data.make_preprocess(config.preprocess.eval)
+  input_shape = data.output_shape(config.preprocess.train, info['image_shape'])
+  init = jax.jit(lambda key: model.init(key, jnp.zeros((1, *input_shape)))['params'],
+                 out_shardings=sharding.replicated(mesh))
+  params = init(jax.random.key(config.seed))
+  if config.init.checkpoint:
+    params, report = pretrained.load_into(params, config.init.checkpoint, config.init.dont_load,
+                                          config.init.name_map)
+    log(f"init: {len(report['loaded'])} tensors from {config.init.checkpoint}, "
+        f"{len(report['kept'])} kept fresh ({', '.join(report['kept']) or 'none'}), "
+        f"{len(report['unused'])} checkpoint tensors unused")
+  if config.adapt.lora.rules:
+    params = jax.device_put(
+        lora.add_adapters(params, config.adapt.lora.rules, jax.random.key(config.seed + 1)),
+        sharding.replicated(mesh))
+
+  flat = partition.flatten(params)
+  trainable = optim.trainable_mask(config, list(flat))
+  groups = optim.param_groups(config, flat, trainable)
+  trainable = {p: g['label'] != optim.FROZEN for p, g in groups.items()}
+  table = partition.summary_table(
+      flat, {'label': {p: g['label'] for p, g in groups.items()},
+             'lr_mult': {p: g['lr_mult'] for p, g in groups.items()}}, trainable)
+  return Experiment(model, forward, params, trainable, groups,
+                    optim.make_optimizer(config, groups, total_steps),
+                    optim.schedule(config.optim, total_steps), preprocess_train,
+                    preprocess_eval, input_shape, table)
+
+
+def evaluate_splits(eval_step, params, eval_arrays: dict, batch_size: int, mesh) -> dict[str, float]:
+  """Exact accuracy and mean loss over every example of each split (padding masked)."""
+  out = {}
+  for name, arrays in eval_arrays.items():
+    sums = None
+    for batch in data.eval_batches(arrays, batch_size, jax.process_index(), jax.process_count()):
+      s = eval_step(params, sharding.global_batch(batch, mesh))
+      sums = s if sums is None else jax.tree.map(jnp.add, sums, s)
+    sums = jax.device_get(sums)
+    out[f'{name}/accuracy'] = float(sums['correct'] / sums['count'])
+    out[f'{name}/loss'] = float(sums['loss'] / sums['count'])
+  return out
+
+
+def _fast_probe(config, exp: Experiment, mesh, train_arrays, eval_arrays, workdir, log) -> dict:
+  """Linear probe on cached features: one backbone pass, then a head fit in seconds."""
+  t0 = time.perf_counter()
+  feats = {name: probe.extract_features(exp.forward, exp.params, exp.preprocess_eval, arrays,
+                                        config.eval_batch_size, mesh)
+           for name, arrays in {'train': train_arrays, **eval_arrays}.items()}
+  t_feat = time.perf_counter() - t0
+  head = probe.fit_head(config.adapt.fast_probe, feats['train'], train_arrays['label'],
+                        exp.params['head']['kernel'].shape[-1], l2=config.adapt.probe_l2,
+                        epochs=config.adapt.probe_epochs, seed=config.seed)
+  t_fit = time.perf_counter() - t0 - t_feat
+  params = {**exp.params, 'head': jax.device_put(head, sharding.replicated(mesh))}
+  results = {}
+  for name, arrays in eval_arrays.items():
+    results.update({f'{name}/{k}': v for k, v in probe.score(
+        feats[name], arrays['label'], head).items()})
+  results.update({'probe/feature_seconds': t_feat, 'probe/fit_seconds': t_fit})
+  writer = MetricWriter(workdir)
+  writer.write(0, results)
+  writer.close()
+  ckpt = checkpoint.Checkpointer(workdir, 0, config.keep_ckpts)
+  ckpt.maybe_save(0, step_lib.init_state(params, exp.tx), force=True)
+  ckpt.close()
+  log(f"fast probe ({config.adapt.fast_probe}): features {t_feat:.1f}s, fit {t_fit:.2f}s: "
+      + ' '.join(f"{k}={v:.4f}" for k, v in results.items() if '/' in k and 'seconds' not in k))
+  return results
 
 
 def _full_split(dataset_cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

@@ -31,24 +31,25 @@ def paths(params):
     return {"/".join(k): v for k, v in flatten_dict(params).items()}
 
 
-@pytest.fixture(scope="module", params=MODEL_NAMES)
-def built(request):
-    return (request.param, *init(request.param))
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_shapes_and_no_mutable_state(name):
+    model, v = init_shapes(name)
+    assert set(v) == {"params"}
+    logits = jax.eval_shape(lambda v: model.apply(v, X), v)
+    feats = jax.eval_shape(lambda v: model.apply(v, X, features_only=True), v)
+    assert logits.shape == (2, 10) and feats.shape == (2, FEATURE_DIM[name])
+    kernels = [a for k, a in paths(v["params"]).items() if k.endswith("kernel")]
+    assert kernels and all(a.ndim in (2, 4) for a in kernels)
 
 
-def test_shapes_and_no_mutable_state(built):
-    name, model, variables = built
-    assert set(variables) == {"params"}
-    assert model.apply(variables, X).shape == (2, 10)
-    assert model.apply(variables, X, features_only=True).shape == (2, FEATURE_DIM[name])
-
-
-def test_kernels_are_2d_or_4d_and_head_is_zero(built):
-    _, _, variables = built
-    p = paths(variables["params"])
-    kernels = {k: v for k, v in p.items() if k.endswith("kernel")}
-    assert kernels and all(v.ndim in (2, 4) for v in kernels.values())
-    assert not jnp.any(p["head/kernel"]) and not jnp.any(p["head/bias"])
+def test_resnet_forward_and_zero_head():
+    # One real (jitted) run; the other models compute for real in the dropout test.
+    model = build_model("resnet", 10, **SMALL["resnet"])
+    x = jax.random.normal(jax.random.key(1), (2, 16, 16, 1))
+    v = jax.jit(model.init)(jax.random.key(0), x)
+    logits, feats = jax.jit(lambda v: (model.apply(v, x), model.apply(v, x, features_only=True)))(v)
+    assert not jnp.any(v["params"]["head"]["kernel"]) and not jnp.any(logits)
+    assert feats.shape == (2, 32) and jnp.all(jnp.isfinite(feats)) and jnp.any(feats)
 
 
 def test_cnn_paths():
@@ -67,8 +68,9 @@ def test_cnn_options():
         f"block{b}/conv{i}/{leaf}" for b in (1, 2) for i in (1, 2) for leaf in ("kernel", "bias")
     } | {"head/kernel", "head/bias"}
     # Small inputs work as long as each block can halve the map: 8 -> 4 -> 2.
-    model, v = init("cnn", x=jnp.ones((1, 8, 8, 1)), widths=(4, 4), norm="group")
-    assert model.apply(v, jnp.ones((1, 8, 8, 1))).shape == (1, 10)
+    x = jnp.ones((1, 8, 8, 1))
+    model, v = init_shapes("cnn", x=x, widths=(4, 4), norm="group")
+    assert jax.eval_shape(lambda v: model.apply(v, x), v).shape == (1, 10)
 
 
 def test_resnet_paths():
@@ -113,11 +115,15 @@ def test_vit_paths():
     assert "cls" not in v["params"] and v["params"]["pos_embedding"].shape == (1, 49, 32)
 
 
-@pytest.mark.parametrize("name,kwargs", [("cnn", {"dropout": 0.5}), ("vit", {"dropout": 0.5})])
+@pytest.mark.parametrize("name,kwargs", [
+    ("cnn", {"dropout": 0.5, "widths": (8,), "dense": 16}),
+    ("vit", {"dropout": 0.5, "depth": 1}),
+])
 def test_dropout_only_in_train(name, kwargs):
     model, v = init(name, **kwargs)
     # The zero-initialised head would hide any change; give it random weights.
     head = v["params"]["head"]
+    assert not jnp.any(head["kernel"]) and not jnp.any(head["bias"])
     v = {"params": {**v["params"], "head": {**head, "kernel": jax.random.normal(
         jax.random.key(1), head["kernel"].shape)}}}
     x = jax.random.normal(jax.random.key(2), X.shape)

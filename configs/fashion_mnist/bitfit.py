@@ -1,0 +1,15 @@
+r"""BitFit: only biases and norm scales/offsets (and the head) train.
+
+  jaxadapt train --config configs/fashion_mnist/bitfit.py --workdir runs/bitfit
+
+Arguments: model, checkpoint (default runs/pretrain), shots, smoke.
+"""
+
+from jaxadapt import presets
+
+
+def get_config(arg=None):
+  config = presets.downstream('bitfit', arg)
+  config.optim.lr = 1e-2
+  config.optim.weight_decay = 0.0
+  return config
