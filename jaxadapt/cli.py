@@ -38,6 +38,20 @@ def _parser() -> argparse.ArgumentParser:
   train.add_argument('--config', required=True, help='config file, optionally file.py:key=value,...')
   train.add_argument('--workdir', required=True, help='where checkpoints, metrics and config go')
   train.add_argument('--quiet', action='store_true', help='no progress bar or table')
+
+  perf = sub.add_parser('perf', help='FLOPs, step time, trainable params and optimizer memory '
+                        'of every method on one config\'s model and batch')
+  perf.add_argument('--config', required=True)
+  perf.add_argument('--methods', default='linear_probe,partial_ft,full_ft,lora,bitfit',
+                    help='comma-separated method names')
+  perf.add_argument('--steps', type=int, default=10, help='timed steps per method')
+  perf.add_argument('--out', help='also write the rows as JSON here')
+
+  export = sub.add_parser('export', help='write a workdir\'s parameters to .npz/.safetensors')
+  export.add_argument('--workdir', required=True)
+  export.add_argument('--out', required=True, help='file ending in .npz or .safetensors')
+  export.add_argument('--mode', default='merged', choices=('merged', 'full', 'adapters'),
+                      help='merged: LoRA folded in; adapters: trainable leaves only')
   return parser
 
 
@@ -65,6 +79,21 @@ def _run(args: argparse.Namespace, overrides: list[str]) -> int:
     from jaxadapt import train
     config = config_lib.load_config(args.config, overrides)
     train.train(config, args.workdir, quiet=args.quiet)
+    return 0
+  if args.command == 'perf':
+    import json
+    from jaxadapt import perf
+    config = config_lib.load_config(args.config, overrides)
+    rows = perf.run(config, [m.strip() for m in args.methods.split(',') if m.strip()], args.steps)
+    print(perf.table(rows))
+    if args.out:
+      with open(args.out, 'w') as f:
+        json.dump(rows, f, indent=1)
+    return 0
+  if args.command == 'export':
+    from jaxadapt import export
+    flat = export.export(args.workdir, args.out, args.mode)
+    print(f"wrote {len(flat)} tensors ({sum(v.size for v in flat.values()):,} values) to {args.out}")
     return 0
   raise AssertionError(args.command)
 

@@ -51,6 +51,17 @@ def base_config() -> ml_collections.ConfigDict:
   c.init.checkpoint = ml_collections.FieldReference(None, field_type=str)
   c.init.dont_load = ()           # regexes: keep the fresh init for these (e.g. 'head/.*')
   c.init.name_map = ()            # (regex, replacement) renames of checkpoint keys
+  # An adapter-only export (`jaxadapt export --mode adapters`) laid over the result.
+  c.init.adapters = ml_collections.FieldReference(None, field_type=str)
+
+  # Knowledge distillation (jaxadapt/distill.py): teachers are jaxadapt workdirs.
+  c.distill = ml_collections.ConfigDict()
+  c.distill.teachers = ()         # workdirs of trained teachers; empty = no distillation
+  c.distill.loss = 'kl'           # kl (Hinton: alpha*T^2*KL + (1-alpha)*CE) | fm | mse
+  c.distill.temperature = 4.0
+  c.distill.alpha = 0.9           # weight of the soft targets in 'kl'
+  c.distill.mixup_alpha = 1.0     # 'fm' (function matching) mixes images, Beta(a, a)
+  c.distill.cache_logits = False  # precompute teacher logits once (needs un-augmented data)
 
   c.batch_size = 128              # global batch, split over all devices and processes
   c.eval_batch_size = 1000

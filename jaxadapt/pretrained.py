@@ -104,3 +104,23 @@ def resize_posemb(posemb: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
   grid = posemb[0, extra:].reshape(g_old, g_old, dim)
   grid = np.asarray(jax.image.resize(grid, (g_new, g_new, dim), 'bilinear'))
   return np.concatenate([posemb[0, :extra], grid.reshape(-1, dim)])[None].astype(posemb.dtype)
+
+
+def overlay(params: Any, path: str) -> Any:
+  """Replaces leaves of `params` by every tensor in `path` (an adapter-only export).
+
+  Unlike `load_into`, every tensor in the file must land somewhere: an adapter
+  that matches no parameter means the wrong base model or LoRA rules.
+  """
+  source = read_flat(path)
+  target = partition.flatten(params)
+  for name, value in source.items():
+    if name not in target:
+      raise PretrainedError(f"adapter tensor '{name}' in {path} matches no parameter "
+                            f"(closest: {', '.join(partition.nearby(name, list(target), n=3))}); "
+                            f"check adapt.lora.rules and the base model")
+    if value.shape != target[name].shape:
+      raise PretrainedError(f"adapter tensor '{name}' has shape {tuple(value.shape)} in {path} "
+                            f"but {tuple(target[name].shape)} in the model")
+    target[name] = jax.device_put(value.astype(target[name].dtype), target[name].sharding)
+  return partition.unflatten(target)

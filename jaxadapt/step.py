@@ -60,21 +60,32 @@ def split_params(params: Any, trainable: Mapping[str, bool]) -> tuple[dict, dict
 
 def make_train_step(forward: Forward, tx: optax.GradientTransformation,
                     trainable: Mapping[str, bool], preprocess: Preprocess, seed: int,
-                    lr_schedule: optax.Schedule | None = None) -> Callable:
-  """Builds `train_step(state, batch) -> (state, metrics)`; jit it with shardings."""
+                    lr_schedule: optax.Schedule | None = None, objective: Callable | None = None,
+                    mix: Callable | None = None) -> Callable:
+  """Builds `train_step(state, batch, aux=None) -> (state, metrics)`; jit it with shardings.
+
+  `objective(logits, batch, images, aux) -> per-example loss` replaces the
+  cross-entropy (distillation passes teacher parameters as `aux`, which is
+  never differentiated nor stored in the state); `mix(images, rng)` is an
+  extra augmentation applied after preprocessing (e.g. mixup).
+  """
   trainable = dict(trainable)
 
-  def train_step(state: TrainState, batch: Batch):
+  def train_step(state: TrainState, batch: Batch, aux: Any = None):
     rng = jax.random.fold_in(jax.random.key(seed), state.step)
-    aug_rng, dropout_rng = jax.random.split(rng)
+    aug_rng, dropout_rng, mix_rng = jax.random.split(rng, 3)
     images = preprocess(batch['image'], aug_rng, True)
+    if mix is not None:
+      images = mix(images, mix_rng)
     learned, frozen = split_params(state.params, trainable)
     frozen = jax.lax.stop_gradient(frozen)
 
     def loss_fn(learned):
       params = partition.unflatten({**frozen, **learned})
       logits = forward(params, images, train=True, rngs={'dropout': dropout_rng})
-      return cross_entropy(logits, batch['label']).mean(), logits
+      if objective is None:
+        return cross_entropy(logits, batch['label']).mean(), logits
+      return objective(logits, batch, images, jax.lax.stop_gradient(aux)).mean(), logits
 
     (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(learned)
     # The optimizer sees the whole tree; frozen leaves get zeros that set_to_zero drops.

@@ -8,8 +8,10 @@ optimizer, checkpoint (resume > fresh), compiled steps, loop. The method
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
+import os
 import signal
 import sys
 import time
@@ -23,7 +25,7 @@ from etils import epath
 from tqdm import tqdm
 
 from jaxadapt import checkpoint, config as config_lib, data, lora, models, optim, partition
-from jaxadapt import pretrained, probe
+from jaxadapt import distill, pretrained, probe
 from jaxadapt import sharding, step as step_lib
 from jaxadapt.metrics import MetricWriter
 
@@ -35,7 +37,7 @@ class WorkdirError(ValueError):
 def train(config: ml_collections.ConfigDict, workdir: str, *, quiet: bool = False) -> dict[str, Any]:
   """Trains (or resumes) the run in `workdir`; returns the final eval metrics."""
   log = (lambda *a: None) if quiet or jax.process_index() else (lambda *a: print(*a, flush=True))
-  workdir = epath.Path(workdir)
+  workdir = absolute(workdir)
 
   # ---------------------------------------------------------------- mesh
   mesh = sharding.make_mesh(config.mesh)
@@ -61,6 +63,25 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, quiet: bool = Fals
 
   # ------------------------------------- model, parameters, rules, optimizer
   exp = build(config, mesh, info, total_steps, log)
+  objective, mix, aux = None, None, None
+  if config.distill.teachers:
+    teachers = distill.load_teachers(config.distill, info['num_classes'])
+    objective = distill.make_objective(config.distill, teachers)
+    if config.distill.loss == 'fm':
+      mix = functools.partial(distill.mixup, alpha=config.distill.mixup_alpha)
+    aux = jax.device_put([t.params for t in teachers], sharding.replicated(mesh))
+    log('distill: ' + ', '.join(f'{t.name} ({t.num_params:,} params)' for t in teachers)
+        + f' -> student; loss={config.distill.loss} T={config.distill.temperature}')
+    if config.distill.cache_logits:
+      _check_cacheable(config)
+      train_arrays = {**train_arrays, 'teacher_logits': distill.cache_logits(
+          teachers, lambda x: exp.preprocess_eval(x, None, False), train_arrays,
+          config.eval_batch_size, mesh)}
+      source = data.BatchSource(train_arrays, config.batch_size, config.seed, shuffle=True,
+                                drop_remainder=True, process_index=jax.process_index(),
+                                process_count=jax.process_count())
+      aux = None
+      log(f"distill: cached teacher logits for {len(train_arrays['label'])} examples")
 
   # ------------------------------------------------------------ workdir
   _prepare_workdir(workdir)
@@ -68,6 +89,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, quiet: bool = Fals
     _warn_on_config_change(workdir, config, log)
     config_lib.save_config(config, workdir / 'config.json')
     (workdir / 'params.txt').write_text(exp.table + '\n')
+    (workdir / 'params.json').write_text(json.dumps(
+        {p: {'shape': list(np.shape(v)), **exp.groups[p], 'trainable': exp.trainable[p]}
+         for p, v in partition.flatten(exp.params).items()}, indent=1))
   log(exp.table.splitlines()[-1].replace('TOTAL', 'params:', 1))
 
   if config.adapt.fast_probe:
@@ -86,8 +110,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, quiet: bool = Fals
   # -------------------------------------------------------- compiled steps
   train_step = jax.jit(
       step_lib.make_train_step(exp.forward, exp.tx, exp.trainable, exp.preprocess_train,
-                               config.seed, exp.schedule),
-      in_shardings=(replicated, sharding.batch_sharding(mesh)),
+                               config.seed, exp.schedule, objective, mix),
+      in_shardings=(replicated, sharding.batch_sharding(mesh), replicated),
       out_shardings=(replicated, replicated), donate_argnums=0)
   eval_step = jax.jit(step_lib.make_eval_step(exp.forward, exp.preprocess_eval),
                       in_shardings=(replicated, sharding.batch_sharding(mesh)),
@@ -108,7 +132,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, quiet: bool = Fals
   try:
     for step in range(start + 1, total_steps + 1):
       batch = sharding.global_batch(source.batch(step - 1), mesh)
-      state, metrics = train_step(state, batch)
+      state, metrics = train_step(state, batch, aux)
       pending.append(metrics)
       steps_timed += 1
       bar.update(1)
@@ -179,6 +203,9 @@ def build(config: ml_collections.ConfigDict, mesh, info: dict, total_steps: int,
     params = jax.device_put(
         lora.add_adapters(params, config.adapt.lora.rules, jax.random.key(config.seed + 1)),
         sharding.replicated(mesh))
+  if config.init.adapters:
+    params = pretrained.overlay(params, config.init.adapters)
+    log(f"init: adapters and head from {config.init.adapters}")
 
   flat = partition.flatten(params)
   trainable = optim.trainable_mask(config, list(flat))
@@ -233,6 +260,21 @@ def _fast_probe(config, exp: Experiment, mesh, train_arrays, eval_arrays, workdi
   log(f"fast probe ({config.adapt.fast_probe}): features {t_feat:.1f}s, fit {t_fit:.2f}s: "
       + ' '.join(f"{k}={v:.4f}" for k, v in results.items() if '/' in k and 'seconds' not in k))
   return results
+
+
+def absolute(path: str) -> epath.Path:
+  """Orbax wants absolute paths; cloud paths (gs://...) already are."""
+  return epath.Path(path if '://' in str(path) else os.path.abspath(path))
+
+
+def _check_cacheable(config) -> None:
+  """Cached teacher logits are only right if every epoch sees the same images."""
+  random_ops = [op.name for op in data.preprocess.parse(config.preprocess.train) if op.random]
+  if random_ops or config.distill.loss == 'fm':
+    why = (f"preprocess.train has random ops ({', '.join(random_ops)})" if random_ops
+           else "distill.loss='fm' mixes images every step")
+    raise distill.DistillError(f"distill.cache_logits needs un-augmented data but {why}; "
+                               f"remove them or set distill.cache_logits=False")
 
 
 def _full_split(dataset_cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

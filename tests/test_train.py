@@ -1,6 +1,7 @@
 """End to end through the CLI: a tiny run, resume, determinism, and the error cases."""
 
 import json
+import pathlib
 
 import jax
 import numpy as np
@@ -9,7 +10,8 @@ import pytest
 from jaxadapt import cli
 from jaxadapt.metrics import read_metrics
 
-SMOKE = 'configs/fashion_mnist/scratch.py:smoke'
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SMOKE = str(ROOT / 'configs/fashion_mnist/scratch.py') + ':smoke'
 
 
 def run(capsys, *args):
@@ -34,6 +36,13 @@ def test_train_writes_outputs_and_resumes(tmp_path, capsys):
   assert code == 0, err
   steps = [r['step'] for r in read_metrics(wd) if 'train/loss' in r]
   assert steps == [2, 4, 6, 8]
+
+
+def test_relative_workdir(tmp_path, capsys, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  code, _, err = run(capsys, '--config', SMOKE, '--workdir', 'runs/rel')
+  assert code == 0, err
+  assert (tmp_path / 'runs/rel/checkpoints/6').exists()
 
 
 def test_same_seed_same_metrics_different_seed_differs(tmp_path, capsys):
