@@ -8,6 +8,7 @@ processes.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import jax
@@ -53,7 +54,7 @@ def restore_params(path: epath.PathLike, step: int | None = None) -> Any:
   `path` is a workdir (its latest checkpoint is used) or a checkpoints
   directory, or one step's directory inside it.
   """
-  path = epath.Path(path)
+  path = epath.Path(path if '://' in str(path) else os.path.abspath(path))  # Orbax: absolute
   if (path / 'checkpoints').exists():
     path = path / 'checkpoints'
   if not path.exists():

@@ -1,4 +1,4 @@
-"""The `jaxadapt` command: train | bench | report | perf.
+"""The `jaxadapt` command: train | bench | report | perf | export.
 
 Bad input (a config typo, a missing dataset, an unwritable workdir) is one
 line on stderr and exit status 2; set JAXADAPT_DEBUG=1 for the traceback.
@@ -47,6 +47,14 @@ def _parser() -> argparse.ArgumentParser:
   perf.add_argument('--steps', type=int, default=10, help='timed steps per method')
   perf.add_argument('--out', help='also write the rows as JSON here')
 
+  bench = sub.add_parser('bench', help='run a benchmark suite (resumes; skips finished cells)')
+  bench.add_argument('--suite', required=True, help='suite file, optionally suite.py:key=value')
+  bench.add_argument('--out', required=True, help='results directory')
+  bench.add_argument('--quick', action='store_true', help="the suite's quick variant")
+
+  report = sub.add_parser('report', help='rebuild report.md and plots from results.jsonl')
+  report.add_argument('results', help='results directory (holding results.jsonl)')
+
   export = sub.add_parser('export', help='write a workdir\'s parameters to .npz/.safetensors')
   export.add_argument('--workdir', required=True)
   export.add_argument('--out', required=True, help='file ending in .npz or .safetensors')
@@ -72,9 +80,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
 
 
+def _enable_compilation_cache() -> None:
+  """Reuse compiled XLA programs across runs: benchmark cells and resumes skip recompiling."""
+  path = os.environ.get('JAXADAPT_XLA_CACHE', os.path.expanduser('~/.cache/jaxadapt/xla'))
+  if path in ('', '0'):
+    return
+  import jax
+  jax.config.update('jax_compilation_cache_dir', path)
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.2)
+  jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
+
+
 def _run(args: argparse.Namespace, overrides: list[str]) -> int:
   # Heavy imports happen here so `--help` and argument errors stay instant.
   from jaxadapt import config as config_lib
+  _enable_compilation_cache()
   if args.command == 'train':
     from jaxadapt import train
     config = config_lib.load_config(args.config, overrides)
@@ -89,6 +109,19 @@ def _run(args: argparse.Namespace, overrides: list[str]) -> int:
     if args.out:
       with open(args.out, 'w') as f:
         json.dump(rows, f, indent=1)
+    return 0
+  if args.command == 'bench':
+    from jaxadapt.bench import report, runner
+    runner.run_suite(args.suite, args.out, quick=args.quick)
+    text, plots = report.write_report(args.out)
+    print(report.terminal_table(report.load_results(f'{args.out}/results.jsonl')))
+    print(f"report: {args.out}/report.md\nplots: {', '.join(plots)}")
+    return 0
+  if args.command == 'report':
+    from jaxadapt.bench import report
+    text, plots = report.write_report(args.results)
+    print(report.terminal_table(report.load_results(f'{args.results}/results.jsonl')))
+    print(f"report: {args.results}/report.md\nplots: {', '.join(plots)}")
     return 0
   if args.command == 'export':
     from jaxadapt import export

@@ -113,6 +113,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, quiet: bool = Fals
                                config.seed, exp.schedule, objective, mix),
       in_shardings=(replicated, sharding.batch_sharding(mesh), replicated),
       out_shardings=(replicated, replicated), donate_argnums=0)
+  # Compile ahead of time: the same executable runs the loop and reports its FLOPs.
+  train_step = train_step.lower(state, sharding.global_batch(source.batch(0), mesh), aux).compile()
+  step_flops = _flops(train_step)
   eval_step = jax.jit(step_lib.make_eval_step(exp.forward, exp.preprocess_eval),
                       in_shardings=(replicated, sharding.batch_sharding(mesh)),
                       out_shardings=replicated)
@@ -147,7 +150,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, quiet: bool = Fals
       if step % eval_every == 0 or is_last:
         final = evaluate(state.params)
         writer.write(step, final)
-        bar.write(f"step {step}: " + ' '.join(f"{k}={v:.4f}" for k, v in final.items()))
+        if not bar.disable:
+          bar.write(f"step {step}: " + ' '.join(f"{k}={v:.4f}" for k, v in final.items()))
       ckpt.maybe_save(step, state, force=is_last)
       if stop.requested and not is_last:
         ckpt.maybe_save(step, state, force=True)
@@ -163,6 +167,13 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, quiet: bool = Fals
     ckpt.close()
     writer.close()
     stop.restore()
+  if jax.process_index() == 0 and not stop.requested:
+    _write_summary(workdir, {
+        'method': config.adapt.method, 'model': config.model.name, 'steps': total_steps,
+        'batch_size': config.batch_size, 'examples_seen': total_steps * config.batch_size,
+        'train_examples': len(train_arrays['label']), 'step_flops': step_flops,
+        'train_flops': step_flops * total_steps,
+        'opt_state_bytes': _tree_bytes(state.opt_state), **_param_counts(exp), **final})
   return final
 
 
@@ -259,12 +270,49 @@ def _fast_probe(config, exp: Experiment, mesh, train_arrays, eval_arrays, workdi
   ckpt.close()
   log(f"fast probe ({config.adapt.fast_probe}): features {t_feat:.1f}s, fit {t_fit:.2f}s: "
       + ' '.join(f"{k}={v:.4f}" for k, v in results.items() if '/' in k and 'seconds' not in k))
+  # Cost: one backbone pass over the training set (the head fit is negligible next to it).
+  sample = jnp.zeros((config.eval_batch_size, *train_arrays['image'].shape[1:]),
+                     train_arrays['image'].dtype)
+  per_batch = _flops(jax.jit(lambda p, x: exp.forward(
+      p, exp.preprocess_eval(x, None, False), features_only=True)).lower(exp.params, sample).compile())
+  n_batches = math.ceil(len(train_arrays['label']) / config.eval_batch_size)
+  if jax.process_index() == 0:
+    head_size = sum(int(np.size(v)) for v in jax.tree.leaves(head))
+    _write_summary(workdir, {
+        'method': config.adapt.method, 'model': config.model.name, 'steps': n_batches,
+        'batch_size': config.eval_batch_size, 'examples_seen': len(train_arrays['label']),
+        'train_examples': len(train_arrays['label']), 'step_flops': per_batch,
+        'train_flops': per_batch * n_batches, 'opt_state_bytes': 0, **_param_counts(exp),
+        'trainable_params': head_size, **results})
   return results
 
 
 def absolute(path: str) -> epath.Path:
   """Orbax wants absolute paths; cloud paths (gs://...) already are."""
   return epath.Path(path if '://' in str(path) else os.path.abspath(path))
+
+
+def _flops(compiled) -> float:
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return float((cost or {}).get('flops', 0.0))
+
+
+def _tree_bytes(tree) -> int:
+  return int(sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree) if hasattr(x, 'dtype')))
+
+
+def _param_counts(exp: Experiment) -> dict[str, int]:
+  flat = partition.flatten(exp.params)
+  return {'total_params': sum(int(np.size(v)) for v in flat.values()),
+          'trainable_params': sum(int(np.size(v)) for p, v in flat.items() if exp.trainable[p])}
+
+
+def _write_summary(workdir: epath.Path, summary: dict) -> None:
+  """`summary.json`: what the run cost and reached, for benchmarks and reports."""
+  tmp = workdir / 'summary.json.tmp'
+  tmp.write_text(json.dumps(summary, indent=1, sort_keys=True) + '\n')
+  tmp.replace(workdir / 'summary.json')
 
 
 def _check_cacheable(config) -> None:

@@ -55,13 +55,16 @@ def upstream_cnn(tmp_path_factory):
 
 
 def upstream_file(tmp_path_factory, model):
-  """A random-init 'checkpoint' file of the smoke `model` (no training: only values matter)."""
+  """A random 'checkpoint' file of the smoke `model` (no training: only values matter)."""
   path = tmp_path_factory.getbasetemp() / 'shared_runs' / f'upstream_{model}.npz'
   if not path.exists():
     kwargs = {**presets.MODELS[model]['kwargs'], **presets.TINY[model]}
     net = models.build_model(presets.MODELS[model]['name'], 5, **kwargs)
-    params = net.init(jax.random.key(42), np.zeros((1, 28, 28, 1), np.float32))['params']
-    flat = {k: np.asarray(v) for k, v in partition.flatten(params).items()}
+    shapes = jax.eval_shape(net.init, jax.random.key(0), np.zeros((1, 28, 28, 1), np.float32))
+    rng = np.random.default_rng(42)
+    flat = {k: ((1.0 if k.endswith('scale') else 0.0)
+                + rng.normal(0, 0.1, v.shape)).astype(v.dtype)
+            for k, v in partition.flatten(shapes['params']).items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, **flat)
   return path

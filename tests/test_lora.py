@@ -1,0 +1,252 @@
+"""LoRA: exact identity at init, merge == adapted forward, shapes, errors, export round trips."""
+
+import atexit
+import json
+import pathlib
+import shutil
+import tempfile
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+from jaxadapt import checkpoint, cli, config as config_lib, data, lora, models, partition
+from jaxadapt import presets, pretrained, sharding, step as step_lib, train as train_lib
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / 'configs/fashion_mnist'
+ALPHA = 16.0
+
+
+def use_compilation_cache():
+  """As in test_adapt.py: identical programs across CLI runs compile once per session."""
+  if jax.config.jax_compilation_cache_dir is None:
+    cache = tempfile.mkdtemp(prefix='jaxadapt-test-xla-')
+    atexit.register(shutil.rmtree, cache, True)
+    jax.config.update('jax_compilation_cache_dir', cache)
+    jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
+
+
+use_compilation_cache()
+
+
+def smoke_model(name, num_classes=5):
+  kwargs = {**presets.MODELS[name]['kwargs'], **presets.TINY[name]}
+  return models.build_model(presets.MODELS[name]['name'], num_classes, **kwargs)
+
+
+def init_params(model, seed=0, size=28):
+  """Random parameters of the model's shapes (numpy RNG: no zero heads or zero biases
+  hiding mistakes, and no slow threefry compiles)."""
+  shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, size, size, 1)))['params']
+  rng = np.random.default_rng(seed)
+  return jax.tree.map(lambda s: jnp.asarray(rng.normal(0, 0.3, s.shape).astype(s.dtype)), shapes)
+
+
+def apply_fn(model):
+  return jax.jit(lambda params, images: model.apply({'params': params}, images))
+
+
+IMAGES = jnp.asarray(np.random.default_rng(7).normal(size=(8, 28, 28, 1)).astype(np.float32))
+RULES = {'cnn': ((r'(block\d+/conv\d+|dense)/kernel', 8),),
+         'vit': ((r'encoder/block\d+/(attn/(query|value)|mlp/fc\d)/kernel', 4),)}
+
+
+# ------------------------------------------------------------------------ unit level
+
+@pytest.mark.parametrize('name', ['cnn', 'vit'])
+def test_lora_at_init_is_exactly_the_base_model(name):
+  model = smoke_model(name)
+  params = init_params(model)
+  adapted = lora.add_adapters(params, RULES[name], jax.random.key(1))
+  flat = partition.flatten(adapted)
+  assert any(k.startswith('lora/') for k in flat)
+  assert all(not np.asarray(v).any() for k, v in flat.items() if k.endswith('/b'))
+  # Merging zero adapters gives back the base kernels bitwise...
+  merged = partition.flatten(lora.merge(adapted, ALPHA))
+  base_flat = partition.flatten(params)
+  assert set(merged) == set(base_flat)
+  for k, v in base_flat.items():
+    assert np.array_equal(np.asarray(merged[k]), np.asarray(v)), k
+  # ... so the adapted model's logits are the base model's, exactly.
+  base = apply_fn(model)(params, IMAGES)
+  out = jax.jit(step_lib.make_forward(model, ALPHA))(adapted, IMAGES)
+  assert np.asarray(base).any()
+  assert np.array_equal(np.asarray(out), np.asarray(base))
+
+
+def randomise_b(params, seed=3):
+  rng = np.random.default_rng(seed)
+  return partition.unflatten({
+      p: jnp.asarray(rng.normal(0, 1, v.shape).astype(v.dtype)) if p.endswith('/b') else v
+      for p, v in partition.flatten(params).items()})
+
+
+@pytest.mark.parametrize('name, kernel', [('cnn', 'block2/conv1/kernel'),
+                                          ('vit', 'encoder/block1/attn/query/kernel'),
+                                          ('vit', 'encoder/block1/mlp/fc2/kernel')])
+def test_merge_matches_the_adapted_forward(name, kernel):
+  model = smoke_model(name)
+  params = init_params(model)
+  adapted = randomise_b(lora.add_adapters(params, RULES[name], jax.random.key(1)))
+  flat = {k: np.asarray(v) for k, v in partition.flatten(adapted).items()}
+
+  merged = lora.merge(adapted, ALPHA)
+  merged_flat = partition.flatten(merged)
+  assert not any(k.startswith('lora/') for k in merged_flat)
+  assert set(merged_flat) == set(partition.flatten(params))
+  # W + (alpha / r) a b, reshaped to W's shape (conv: (kh, kw, in) flattened to fan_in).
+  w, a, b = flat[kernel], flat[f'lora/{kernel}/a'], flat[f'lora/{kernel}/b']
+  expected = w + (ALPHA / a.shape[1]) * (a.astype(np.float64) @ b).reshape(w.shape)
+  np.testing.assert_allclose(np.asarray(merged_flat[kernel]), expected, rtol=1e-5, atol=1e-5)
+  # The scale is linear in alpha.
+  delta = np.asarray(merged_flat[kernel]) - w
+  double = np.asarray(partition.flatten(lora.merge(adapted, 2 * ALPHA))[kernel]) - w
+  np.testing.assert_allclose(double, 2 * delta, rtol=1e-4, atol=1e-5)
+  # Unadapted leaves pass through untouched.
+  for p in ('head/kernel', 'head/bias'):
+    assert np.array_equal(np.asarray(merged_flat[p]), flat[p])
+
+  apply = apply_fn(model)
+  base_logits = np.asarray(apply(params, IMAGES))
+  merged_logits = np.asarray(apply(merged, IMAGES))
+  adapted_logits = np.asarray(jax.jit(step_lib.make_forward(model, ALPHA))(adapted, IMAGES))
+  np.testing.assert_allclose(merged_logits, adapted_logits, rtol=1e-5, atol=1e-5)
+  assert np.abs(adapted_logits - base_logits).max() > 1e-3  # the adapters do something
+
+
+def shapes_only(model):
+  return jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 28, 28, 1)))['params']
+
+
+def test_adapter_shapes_and_rank_cap():
+  params = init_params(smoke_model('cnn'))
+  kernels = {p: v.shape for p, v in partition.flatten(params).items()
+             if p.endswith('kernel') and not p.startswith('head')}
+  assert kernels == {'block1/conv1/kernel': (3, 3, 1, 4), 'block2/conv1/kernel': (3, 3, 4, 8),
+                     'dense/kernel': (7 * 7 * 8, 16)}
+  for rank in (2, 8, 64):
+    rules = ((r'(block\d+/conv\d+|dense)/kernel', rank),)
+    flat = partition.flatten(lora.add_adapters(params, rules, jax.random.key(0)))
+    adapters = lora.adapter_paths(flat)
+    assert len(adapters) == 2 * len(kernels)
+    for path, shape in kernels.items():
+      fan_in, fan_out = int(np.prod(shape[:-1])), shape[-1]
+      r = min(rank, fan_in, fan_out)
+      a, b = flat[f'lora/{path}/a'], flat[f'lora/{path}/b']
+      assert a.shape == (fan_in, r) and b.shape == (r, fan_out), (path, rank)
+      assert a.dtype == b.dtype == flat[path].dtype
+      assert not np.asarray(b).any() and np.asarray(a).std() > 0
+  # Explicitly: rank 8 on a (3,3,1,4) conv is capped at 4, on the (392,16) dense it is not.
+  flat = partition.flatten(lora.add_adapters(params, RULES['cnn'], jax.random.key(0)))
+  assert flat['lora/block1/conv1/kernel/a'].shape == (9, 4)
+  assert flat['lora/dense/kernel/b'].shape == (8, 16)
+  assert 'lora/head/kernel/a' not in flat
+
+
+def test_lora_rule_errors():
+  params = shapes_only(smoke_model('cnn'))  # errors come before any array is touched
+  with pytest.raises(partition.RuleError,
+                     match=r"rule 'blok1/conv1/kernel' matches no parameter; nearby paths: "
+                           r".*block1/conv1/kernel"):
+    lora.add_adapters(params, (('blok1/conv1/kernel', 4),), jax.random.key(0))
+  with pytest.raises(ValueError, match=r"'dense/bias' has shape \(16,\).*2D \(Dense\) or 4D"):
+    lora.add_adapters(params, (('dense/.*', 4),), jax.random.key(0))
+  with pytest.raises(ValueError, match='no kernel a rank > 0'):
+    lora.add_adapters(params, (('dense/kernel', 0),), jax.random.key(0))
+
+
+# ------------------------------------------------------------------------ end to end
+
+def trained_run(tmp_path_factory, name, spec, *overrides):
+  """Trains `spec` once per session into a shared directory (test_adapt.py uses the same)."""
+  wd = tmp_path_factory.getbasetemp() / 'shared_runs' / name
+  marker = wd.parent / f'{name}.done'
+  key = json.dumps([spec, *overrides])
+  if marker.exists():
+    assert marker.read_text() == key, f'shared run {name} was trained with other arguments'
+    return wd
+  code = cli.main(['train', '--quiet', '--config', spec, '--workdir', str(wd), *overrides])
+  assert code == 0, f'training {spec} failed'
+  marker.write_text(key)
+  return wd
+
+
+@pytest.fixture(scope='module')
+def runs(tmp_path_factory):
+  up = trained_run(tmp_path_factory, 'upstream_cnn', str(CONFIGS / 'pretrain.py') + ':smoke')
+  spec = str(CONFIGS / 'lora.py') + f':model=cnn,smoke,checkpoint={up}'
+  return up, spec, trained_run(tmp_path_factory, 'lora_cnn', spec)
+
+
+def export(capsys, wd, out, mode):
+  code = cli.main(['export', '--workdir', str(wd), '--out', str(out), '--mode', mode])
+  captured = capsys.readouterr()
+  assert code == 0, captured.err
+  return captured.out
+
+
+def test_adapter_export_restores_the_trained_model(runs, tmp_path, capsys):
+  up, spec, wd = runs
+  table = json.loads((wd / 'params.json').read_text())
+  trained = {k: np.asarray(v) for k, v in partition.flatten(checkpoint.restore_params(wd)).items()}
+
+  out = tmp_path / 'adapters.safetensors'
+  assert 'wrote' in export(capsys, wd, out, 'adapters')
+  tensors = load_file(str(out))
+  assert tensors and all(k.startswith(('lora/', 'head/')) for k in tensors)
+  assert set(tensors) == {p for p, row in table.items() if row['trainable']}
+  assert not any(k in tensors for k, row in table.items() if not row['trainable'])
+  for k, v in tensors.items():
+    assert v.dtype == trained[k].dtype and np.array_equal(v, trained[k]), k
+
+  # Base checkpoint + adapter file == the trained run, bitwise.
+  config = config_lib.load_config(spec, [f'--config.init.adapters={out}', '--config.num_steps=0'])
+  mesh = sharding.make_mesh(config.mesh)
+  exp = train_lib.build(config, mesh, data.dataset_info(config.dataset), 1)
+  restored = {k: np.asarray(v) for k, v in partition.flatten(exp.params).items()}
+  assert set(restored) == set(trained)
+  for k in trained:
+    assert np.array_equal(restored[k], trained[k]), k
+
+  # ... so evaluation gives the trained run's final numbers. (num_steps=0 with the smoke
+  # config's num_epochs=0 means zero steps: train() only evaluates and returns the metrics.)
+  final = train_lib.train(config, str(tmp_path / 'eval_only'), quiet=True)
+  last = [r for r in (json.loads(line) for line in
+                      (wd / 'metrics.jsonl').read_text().splitlines()) if 'test/accuracy' in r][-1]
+  for key in ('val/accuracy', 'test/accuracy', 'val/loss', 'test/loss'):
+    assert final[key] == pytest.approx(last[key], rel=1e-6, abs=1e-7), key
+
+  # An adapter file that does not fit the model is an error naming the tensor.
+  bad = tmp_path / 'bad.npz'
+  np.savez(bad, **{'lora/block9/conv1/kernel/a': np.zeros((9, 4), np.float32)})
+  with pytest.raises(pretrained.PretrainedError, match=r"'lora/block9/conv1/kernel/a'"):
+    pretrained.overlay(exp.params, str(bad))
+
+
+def test_merged_export_runs_in_a_plain_model(runs, tmp_path, capsys):
+  up, spec, wd = runs
+  trained = checkpoint.restore_params(wd)
+  out = tmp_path / 'merged.safetensors'
+  export(capsys, wd, out, 'merged')
+  tensors = load_file(str(out))
+  assert not any(k.startswith('lora/') for k in tensors)
+
+  model = smoke_model('cnn')
+  fresh = init_params(model, seed=5)
+  assert set(tensors) == set(partition.flatten(fresh))
+  plain, report = pretrained.load_into(fresh, str(out))
+  assert report['unused'] == [] and not report['kept']
+  # The adapters were trained, so the merged kernels differ from the frozen base kernels.
+  base = partition.flatten(trained)
+  assert not np.array_equal(tensors['dense/kernel'], np.asarray(base['dense/kernel']))
+
+  alpha = json.loads((wd / 'config.json').read_text())['adapt']['lora']['alpha']
+  test = data.load_split(config_lib.load_config(spec).dataset, 'test[:64]')
+  images = jnp.asarray(test['image'], jnp.float32) / 255.0
+  expected = np.asarray(jax.jit(step_lib.make_forward(model, alpha))(trained, images))
+  got = np.asarray(apply_fn(model)(plain, images))
+  np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+  assert np.abs(expected).max() > 1e-3

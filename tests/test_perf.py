@@ -1,0 +1,64 @@
+"""`jaxadapt perf`: measured FLOPs and optimizer memory per method, through the CLI."""
+
+import atexit
+import json
+import pathlib
+import shutil
+import tempfile
+
+import jax
+import pytest
+
+from jaxadapt import cli
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SMOKE = str(ROOT / 'configs/fashion_mnist/scratch.py') + ':smoke'
+
+
+def use_compilation_cache():
+  """As in test_adapt.py: identical programs compile once per session."""
+  if jax.config.jax_compilation_cache_dir is None:
+    cache = tempfile.mkdtemp(prefix='jaxadapt-test-xla-')
+    atexit.register(shutil.rmtree, cache, True)
+    jax.config.update('jax_compilation_cache_dir', cache)
+    jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
+
+
+use_compilation_cache()
+
+
+def test_perf_cli_table_and_json(tmp_path, capsys):
+  out = tmp_path / 'perf.json'
+  code = cli.main(['perf', '--config', SMOKE, '--methods', 'linear_probe,lora,full_ft',
+                   '--steps', '2', '--out', str(out)])
+  captured = capsys.readouterr()
+  assert code == 0, captured.err
+
+  table = [line for line in captured.out.splitlines() if line.startswith('|')]
+  assert table[0].startswith('| method |') and set(table[1]) <= set('|-: ')
+  assert [line.split('|')[1].strip() for line in table[2:]] == ['linear_probe', 'lora', 'full_ft']
+  # Ratios are relative to full_ft, whose own row reads 1.00.
+  assert table[4].split('|')[3].strip() == '1.00'
+
+  rows = {r['method']: r for r in json.loads(out.read_text())}
+  assert list(rows) == ['linear_probe', 'lora', 'full_ft']
+  for r in rows.values():
+    assert r['model'] == 'cnn' and r['batch_size'] == 64
+    assert r['step_flops'] > r['forward_flops'] > 0
+    assert r['median_step_s'] > 0
+    # AdamW: two float32 moments per trainable value, plus a few int32 step counters.
+    assert 8 * r['trainable_params'] <= r['opt_state_bytes'] <= 8 * r['trainable_params'] + 64
+  lp, lo, ft = rows['linear_probe'], rows['lora'], rows['full_ft']
+  assert lp['trainable_params'] == 16 * 10 + 10  # smoke cnn: 16 features, 10 classes
+  assert ft['trainable_params'] == ft['params'] == lp['params']
+  # LoRA's parameters are the base model's plus its adapters, and only adapters + head train.
+  adapters = lo['params'] - ft['params']
+  assert adapters > 0 and lo['trainable_params'] == adapters + lp['trainable_params']
+  assert lp['opt_state_bytes'] < lo['opt_state_bytes'] < ft['opt_state_bytes']
+  assert lp['step_over_forward_plus_head'] <= 1.1 < ft['step_over_forward_plus_head']
+
+
+def test_perf_unknown_method_is_one_line(capsys):
+  code = cli.main(['perf', '--config', SMOKE, '--methods', 'lroa', '--steps', '1'])
+  err = capsys.readouterr().err
+  assert code == 2 and "unknown method 'lroa'" in err and "did you mean 'lora'" in err, err
