@@ -68,5 +68,12 @@ def restore_params(path: epath.PathLike, step: int | None = None) -> Any:
       if step is None:
         raise FileNotFoundError(f"no finished checkpoint in {path}")
       item = path / str(step) / 'default'
-  tree = ocp.StandardCheckpointer().restore(item)
-  return tree['params']
+  # Restore onto this process's first device, whatever topology wrote the checkpoint:
+  # a run trained on 8 devices must load on a laptop.
+  checkpointer = ocp.StandardCheckpointer()
+  meta = checkpointer.metadata(item)
+  meta = getattr(meta, 'item_metadata', meta)
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                        dict(meta.tree if hasattr(meta, 'tree') else meta))
+  return checkpointer.restore(item, target)['params']

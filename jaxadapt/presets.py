@@ -82,10 +82,10 @@ def downstream(method: str, arg: str | None, **extra_args) -> ml_collections.Con
   config.init.checkpoint = arg.checkpoint
   config.dataset.examples_per_class = arg.shots
   config.num_epochs = 5.0
+  if arg.smoke:  # shrink first: method rules are written for the model that will run
+    smoke(config, arg.model)
   method_args = {k: arg[k] for k in extra_args if k in ('k', 'rank', 'layer_decay')}
   methods.apply(config, method, **method_args)
   if 'fast' in extra_args:
     config.adapt.fast_probe = arg.fast
-  if arg.smoke:
-    smoke(config, arg.model)
   return config

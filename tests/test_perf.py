@@ -7,7 +7,6 @@ import shutil
 import tempfile
 
 import jax
-import pytest
 
 from jaxadapt import cli
 

@@ -2,8 +2,11 @@
 
 import atexit
 import json
+import os
 import pathlib
 import shutil
+import subprocess
+import sys
 import tempfile
 
 import jax
@@ -95,6 +98,22 @@ def test_dont_load_keeps_the_fresh_head(upstream, cnn):
   params, report = pretrained.load_into(fresh, str(upstream))
   assert np.array_equal(host_flat(params)['head/kernel'], source['head/kernel'])
   assert report['kept'] == [] and report['unused'] == []
+
+
+def test_workdir_checkpoint_loads_on_another_device_count(upstream, tmp_path):
+  out = tmp_path / 'flat.npz'
+  script = ('import sys, numpy as np; from jaxadapt import pretrained; '
+            'np.savez(sys.argv[2], **pretrained.read_flat(sys.argv[1]))')
+  env = {**os.environ, 'JAX_PLATFORMS': 'cpu',
+         'XLA_FLAGS': '--xla_force_host_platform_device_count=1'}
+  result = subprocess.run([sys.executable, '-c', script, str(upstream), str(out)], env=env,
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-1500:]
+  source = host_flat(checkpoint.restore_params(upstream))
+  with np.load(out) as z:
+    assert set(z.files) == set(source)
+    for k, v in source.items():
+      assert np.array_equal(z[k], v), k
 
 
 # ----------------------------------------------------------------------- errors

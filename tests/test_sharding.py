@@ -18,7 +18,7 @@ def _step_on(devices, config, batch):
   tx = optim.make_optimizer(config, groups, 10)
   rep = sharding.replicated(mesh)
   state = jax.device_put(step_lib.init_state(params, tx), rep)
-  fn = step_lib.make_train_step(model, tx, trainable, data.make_preprocess(
+  fn = step_lib.make_train_step(step_lib.make_forward(model), tx, trainable, data.make_preprocess(
       'scale|pad_crop(2)|flip'), seed=0)
   step = jax.jit(fn, in_shardings=(rep, sharding.batch_sharding(mesh)), out_shardings=(rep, rep))
   for _ in range(2):

@@ -12,5 +12,5 @@ from jaxadapt import presets
 
 def get_config(arg=None):
   config = presets.downstream('full_ft', arg, layer_decay=1.0)
-  config.optim.lr = 5e-4  # lower than scratch: start from good weights, do not wreck them
+  config.optim.lr = 2e-3
   return config

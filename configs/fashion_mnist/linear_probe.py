@@ -14,5 +14,5 @@ from jaxadapt import presets
 
 def get_config(arg=None):
   config = presets.downstream('linear_probe', arg, fast='')
-  config.optim.lr = 1e-2  # only the head trains: a linear model takes a larger step
+  config.optim.lr = 3e-2  # only the head trains: a linear model takes a larger step
   return config

@@ -1,7 +1,7 @@
 r"""LoRA: low-rank adapters W + (alpha/r) B A on the kernels, base weights frozen.
 
   jaxadapt train --config configs/fashion_mnist/lora.py --workdir runs/lora \
-      --config.optim.lr=3e-3 --config.adapt.lora.alpha=16
+      --config.optim.lr=3e-3 --config.adapt.lora.alpha=16   # override the defaults
 
 Arguments: model, checkpoint (default runs/pretrain), shots, smoke, rank.
 Targets per model: conv and dense kernels (cnn), block conv kernels (resnet),
@@ -13,6 +13,6 @@ from jaxadapt import presets
 
 def get_config(arg=None):
   config = presets.downstream('lora', arg, rank=8)
-  config.optim.lr = 3e-3
+  config.optim.lr = 1e-2
   config.optim.weight_decay = 0.0
   return config

@@ -10,5 +10,5 @@ from jaxadapt import presets
 
 def get_config(arg=None):
   config = presets.downstream('partial_ft', arg, k=1)
-  config.optim.lr = 1e-3
+  config.optim.lr = 2e-3
   return config

@@ -25,7 +25,7 @@ def get_suite(arg=None):
   s = ml_collections.ConfigDict()
   model = ('model.name=cnn', 'model.kwargs.widths=(16, 32)', 'model.kwargs.dense=128')
   s.common = ('eval_batch_size=1000',)
-  s.upstream = dict(config=f'{FM}/pretrain.py', overrides=model + ('num_epochs=3.0',
+  s.upstream = dict(config=f'{FM}/pretrain.py', overrides=model + ('num_epochs=2.0',
                                                                     'batch_size=64'))
   s.tasks = dict(
       related=dict(overrides=('dataset.classes=(5, 6, 7, 8, 9)',)),
