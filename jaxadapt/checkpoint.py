@@ -8,6 +8,7 @@ processes.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -71,7 +72,12 @@ def restore_params(path: epath.PathLike, step: int | None = None) -> Any:
   # Restore onto this process's first device, whatever topology wrote the checkpoint:
   # a run trained on 8 devices must load on a laptop.
   checkpointer = ocp.StandardCheckpointer()
-  meta = checkpointer.metadata(item)
+  absl_logger = logging.getLogger('absl')
+  level, _ = absl_logger.level, absl_logger.setLevel(logging.ERROR)  # "no metadata file" noise
+  try:
+    meta = checkpointer.metadata(item)
+  finally:
+    absl_logger.setLevel(level)
   meta = getattr(meta, 'item_metadata', meta)
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),

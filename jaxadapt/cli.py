@@ -38,6 +38,10 @@ def _parser() -> argparse.ArgumentParser:
   train.add_argument('--config', required=True, help='config file, optionally file.py:key=value,...')
   train.add_argument('--workdir', required=True, help='where checkpoints, metrics and config go')
   train.add_argument('--quiet', action='store_true', help='no progress bar or table')
+  train.add_argument('--distributed', action='store_true',
+                     help='multi-process run: call jax.distributed.initialize() first (auto-'
+                     'detected on Cloud TPU pods; elsewhere set JAX_COORDINATOR_ADDRESS, '
+                     'JAX_NUM_PROCESSES, JAX_PROCESS_ID)')
 
   perf = sub.add_parser('perf', help='FLOPs, step time, trainable params and optimizer memory '
                         'of every method on one config\'s model and batch')
@@ -86,6 +90,8 @@ def _enable_compilation_cache() -> None:
   if path in ('', '0'):
     return
   import jax
+  if jax.config.jax_compilation_cache_dir:  # already set up (by the caller): keep it
+    return
   jax.config.update('jax_compilation_cache_dir', path)
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.2)
   jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
@@ -98,6 +104,9 @@ def _run(args: argparse.Namespace, overrides: list[str]) -> int:
   if args.command == 'train':
     from jaxadapt import train
     config = config_lib.load_config(args.config, overrides)
+    if args.distributed:
+      import jax
+      jax.distributed.initialize()
     train.train(config, args.workdir, quiet=args.quiet)
     return 0
   if args.command == 'perf':

@@ -66,10 +66,12 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, quiet: bool = Fals
   objective, mix, aux = None, None, None
   if config.distill.teachers:
     teachers = distill.load_teachers(config.distill, info['num_classes'])
+    for t in teachers:  # restored on one device; the step runs on the whole mesh
+      t.params = jax.device_put(t.params, sharding.replicated(mesh))
     objective = distill.make_objective(config.distill, teachers)
     if config.distill.loss == 'fm':
       mix = functools.partial(distill.mixup, alpha=config.distill.mixup_alpha)
-    aux = jax.device_put([t.params for t in teachers], sharding.replicated(mesh))
+    aux = [t.params for t in teachers]
     log('distill: ' + ', '.join(f'{t.name} ({t.num_params:,} params)' for t in teachers)
         + f' -> student; loss={config.distill.loss} T={config.distill.temperature}')
     if config.distill.cache_logits:

@@ -18,17 +18,6 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / 'configs/fashion_mnist'
 
 
-def use_compilation_cache():
-  """Every CLI run re-compiles identical programs (init, eval); a session-wide XLA cache
-  makes the repeats nearly free. Only takes effect before the first compile of the process."""
-  if jax.config.jax_compilation_cache_dir is None:
-    cache = tempfile.mkdtemp(prefix='jaxadapt-test-xla-')
-    atexit.register(shutil.rmtree, cache, True)
-    jax.config.update('jax_compilation_cache_dir', cache)
-    jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
-
-
-use_compilation_cache()
 
 
 def config_spec(name, arg=''):

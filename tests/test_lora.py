@@ -20,16 +20,6 @@ CONFIGS = ROOT / 'configs/fashion_mnist'
 ALPHA = 16.0
 
 
-def use_compilation_cache():
-  """As in test_adapt.py: identical programs across CLI runs compile once per session."""
-  if jax.config.jax_compilation_cache_dir is None:
-    cache = tempfile.mkdtemp(prefix='jaxadapt-test-xla-')
-    atexit.register(shutil.rmtree, cache, True)
-    jax.config.update('jax_compilation_cache_dir', cache)
-    jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
-
-
-use_compilation_cache()
 
 
 def smoke_model(name, num_classes=5):

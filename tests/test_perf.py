@@ -14,16 +14,6 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 SMOKE = str(ROOT / 'configs/fashion_mnist/scratch.py') + ':smoke'
 
 
-def use_compilation_cache():
-  """As in test_adapt.py: identical programs compile once per session."""
-  if jax.config.jax_compilation_cache_dir is None:
-    cache = tempfile.mkdtemp(prefix='jaxadapt-test-xla-')
-    atexit.register(shutil.rmtree, cache, True)
-    jax.config.update('jax_compilation_cache_dir', cache)
-    jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
-
-
-use_compilation_cache()
 
 
 def test_perf_cli_table_and_json(tmp_path, capsys):

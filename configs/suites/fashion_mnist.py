@@ -7,7 +7,7 @@ r"""The default comparison: scratch vs transfer vs fine-tune vs PEFT vs distilla
 Upstream: a small CNN (~210k params) pretrained from scratch on Fashion-MNIST
 classes 0-4. Downstream tasks:
   related   - Fashion-MNIST classes 5-9 (sandals, shirts, sneakers, bags, boots);
-  unrelated - scikit-learn's 8x8 digits, resized to 28x28 (10 classes, 1,200 train).
+  unrelated - scikit-learn's 8x8 digits, resized to 28x28 (10 classes, 1,300 train, >= 109 per class).
 Every method starts from the same upstream checkpoint (scratch and the
 students from random init) and gets the same step budget for a data size.
 Argument `tiny`: a couple of steps per cell on a tiny model (for tests).
@@ -30,8 +30,8 @@ def get_suite(arg=None):
   s.tasks = dict(
       related=dict(overrides=('dataset.classes=(5, 6, 7, 8, 9)',)),
       unrelated=dict(max_size=100, overrides=(
-          'dataset.name=digits', 'dataset.classes=()', 'dataset.train_split=train[:1200]',
-          'dataset.val_split=train[1200:]', 'dataset.test_split=test',
+          'dataset.name=digits', 'dataset.classes=()', 'dataset.train_split=train[:1300]',
+          'dataset.val_split=train[1300:]', 'dataset.test_split=test',
           'preprocess.train=scale|resize(28,28)|normalize(0.286,0.353)',
           'preprocess.eval=scale|resize(28,28)|normalize(0.286,0.353)')),
   )

@@ -11,6 +11,7 @@ resumes; runs are deterministic by seed, so a rerun reproduces the numbers.
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib.util
 import json
 import math
@@ -116,7 +117,8 @@ def _train_size(config) -> int:
   return len(data.load_split(config.dataset, config.dataset.train_split)['label'])
 
 
-def run_suite(spec: str, out: str, quick: bool = False, log=print) -> list[dict[str, Any]]:
+def run_suite(spec: str, out: str, quick: bool = False,
+              log=functools.partial(print, flush=True)) -> list[dict[str, Any]]:
   """Runs every unfinished cell of the suite; returns all result records."""
   suite = load_suite(spec, quick)
   out_dir = epath.Path(out)
@@ -125,8 +127,16 @@ def run_suite(spec: str, out: str, quick: bool = False, log=print) -> list[dict[
   done = {r['cell']: r for r in _read(results_path)}
   runs = out_dir / 'runs'
 
-  # Upstream pretraining, once per suite.
   upstream_dir = runs / 'upstream'
+  todo = list(cells(suite))
+  remaining = [c for c in todo if _cell_id(*c) not in done]
+  log(f"[bench] {len(todo)} cells, {len(todo) - len(remaining)} already done, "
+      f"{len(remaining)} to run -> {results_path}")
+  # Build every cell's config first: a bad size or override fails now, not an hour in.
+  configs = {_cell_id(*c): cell_config(suite, *c, str(upstream_dir),
+                                       str(runs / _cell_id(c[0], 'full_ft', c[2], c[3])))
+             for c in remaining}
+  # Upstream pretraining, once per suite.
   if 'upstream' not in done:
     config = config_lib.load_config(suite.upstream.config, [
         f'--config.{o}' for o in (*suite.get('common', ()), *suite.upstream.get('overrides', ()))])
@@ -136,17 +146,12 @@ def run_suite(spec: str, out: str, quick: bool = False, log=print) -> list[dict[
         'task': 'upstream', 'method': 'pretrain', 'examples_per_class': 0, 'seed': config.seed,
         'pretrained': False}, results_path)
 
-  todo = list(cells(suite))
-  remaining = [c for c in todo if _cell_id(*c) not in done]
-  log(f"[bench] {len(todo)} cells, {len(todo) - len(remaining)} already done, "
-      f"{len(remaining)} to run -> {results_path}")
   t_start, finished = time.perf_counter(), 0
   for task, method, size, seed in todo:
     cell = _cell_id(task, method, size, seed)
     if cell in done:
       continue
-    teacher = str(runs / _cell_id(task, 'full_ft', size, seed))
-    config = cell_config(suite, task, method, size, seed, str(upstream_dir), teacher)
+    config = configs[cell]
     elapsed = time.perf_counter() - t_start
     eta = f", ETA {_fmt_s(elapsed / finished * (len(remaining) - finished))}" if finished else ''
     log(f"[{finished + 1}/{len(remaining)}] {cell}: {config.num_steps} steps of "
