@@ -61,6 +61,15 @@ def test_lora_from_checkpoint_matches_sequential_runs(tmp_path):
   assert together[0]['trainable_params'] < together[0]['total_params']
 
 
+def test_unrolled_seeds_match_sequential_runs(tmp_path):
+  configs = _configs('scratch')
+  want = seeds.train_seeds(configs)
+  got = seeds.train_seeds(configs, batching='unroll')
+  for g, w in zip(got, want):
+    for k in ('test/accuracy', 'val/accuracy', 'train/loss', 'test/loss'):
+      assert g[k] == pytest.approx(w[k], rel=1e-4, abs=1e-4), k
+
+
 def test_configs_differing_beyond_the_seed_are_refused():
   configs = _configs('scratch')
   configs[1].optim.lr = configs[0].optim.lr * 2

@@ -5,9 +5,16 @@ The seeds of a cell (task, method, data size) differ only in `seed` and
 and the augmentation/dropout randomness. Everything else (model, optimizer,
 shapes, step count) is shared, so the per-seed train states can be stacked
 along a leading axis and stepped by `jax.vmap` of the ordinary train step:
-one compilation and one dispatch per step for every seed, and larger kernels
-that keep the cores busier than small per-seed ones. `measure_speedup` times
+one compilation and one dispatch per step for every seed (and, it was hoped,
+larger kernels that keep the cores busier). `measure_speedup` times
 that against running `train.train` once per seed.
+
+Measured on the benchmark's 2-core CPU (related/full_ft/100, 3 seeds, busy
+machine), vmap did NOT pay: the seed-batched convolutions become grouped
+convs, which XLA's CPU backend runs slowly, so the train loop took 32 s
+against 21 s for three sequential runs (end to end 52 s vs 39 s). The
+`batching='unroll'` variant (the seeds' steps side by side in one program)
+took 21 s against ~22 s: one compile instead of three, little else.
 
 Meant for one device (the benchmark's CPU). On a multi-device mesh the
 results still match `train`, but XLA cannot split a vmapped convolution
@@ -60,7 +67,8 @@ def check_seed_configs(configs: Sequence[ml_collections.ConfigDict]) -> None:
 
 
 def train_seeds(configs: Sequence[ml_collections.ConfigDict],
-                devices: Sequence[jax.Device] | None = None) -> list[dict[str, Any]]:
+                devices: Sequence[jax.Device] | None = None,
+                batching: str = 'vmap') -> list[dict[str, Any]]:
   """Trains configs that differ only in their seeds in one vmapped program.
 
   Returns one summary per config, in order, with the keys `train.train`
@@ -68,13 +76,18 @@ def train_seeds(configs: Sequence[ml_collections.ConfigDict],
   'train/loss' and 'train/accuracy': the mean over the last log window, as
   in the last train record of `metrics.jsonl`. Nothing is written to disk.
   `devices` default to all of them, laid out by `config.mesh` as `train` does.
+  `batching='unroll'` compiles the seeds' steps side by side in one program
+  instead of vmapping them: plain convolutions, still one compile and one
+  dispatch per step (on the benchmark's CPU it beats 'vmap', see module doc).
   """
-  return _train_seeds(configs, devices)
+  return _train_seeds(configs, devices, batching=batching)
 
 
 def _train_seeds(configs, devices=None, timings: dict[str, float] | None = None,
                  batching: str = 'vmap') -> list[dict]:
   check_seed_configs(configs)
+  if batching not in ('vmap', 'unroll'):
+    raise ValueError(f"batching must be 'vmap' or 'unroll', got {batching!r}")
   config, n_seeds = configs[0], len(configs)
   mesh = sharding.make_mesh(config.mesh, devices)
   sharding.check_batch_size(config.batch_size, mesh)
@@ -119,6 +132,8 @@ def _train_seeds(configs, devices=None, timings: dict[str, float] | None = None,
 
   # Axis 0 is the seed; the batch axis (1) is split over the mesh as train() splits axis 0.
   stacked_batch = NamedSharding(mesh, P(None, sharding.BATCH_AXES))
+  # vmap turns a conv whose kernel differs per seed into a grouped conv; unrolling keeps
+  # plain convs, which XLA's CPU backend runs much faster.
   def unrolled(state, batch, seeds):
     outs = [seed_step(*jax.tree.map(lambda x: x[i], (state, batch)), seeds[i])
             for i in range(n_seeds)]
@@ -187,7 +202,7 @@ def _evaluate(eval_step, params, eval_arrays: dict, batch_size: int, mesh,
 
 
 def measure_speedup(configs: Sequence[ml_collections.ConfigDict], workdir: str | None = None,
-                    warmup: bool = True) -> dict[str, float]:
+                    warmup: bool = True, batching: str = 'vmap') -> dict[str, float]:
   """Wall time of `train_seeds(configs)` against `train.train` once per config.
 
   Both sides include compilation, as the benchmark would pay it: `train`
@@ -206,7 +221,7 @@ def measure_speedup(configs: Sequence[ml_collections.ConfigDict], workdir: str |
     sequential_loop_s = sum(_loop_seconds(f'{root}/seed{i}') for i in range(len(configs)))
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    together = _train_seeds(configs, timings=timings)
+    together = _train_seeds(configs, timings=timings, batching=batching)
     vmapped_s = time.perf_counter() - t0
   finally:
     if workdir is None:
@@ -248,12 +263,14 @@ def main(argv: Sequence[str] | None = None) -> None:
   parser.add_argument('--seeds', default='0,1,2')
   parser.add_argument('--upstream', required=True, help='the upstream workdir')
   parser.add_argument('--no-warmup', action='store_true')
+  parser.add_argument('--batching', default='vmap', choices=('vmap', 'unroll'))
   args = parser.parse_args(argv)
   suite = runner.load_suite(args.suite)
   task, method, size = args.cell.split('/')
   configs = [runner.cell_config(suite, task, method, int(size), int(s), args.upstream, None)
              for s in args.seeds.split(',')]
-  print(json.dumps(measure_speedup(configs, warmup=not args.no_warmup), indent=1), flush=True)
+  print(json.dumps(measure_speedup(configs, warmup=not args.no_warmup,
+                                                    batching=args.batching), indent=1), flush=True)
 
 
 if __name__ == '__main__':
