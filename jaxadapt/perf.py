@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jaxadapt import data, methods, sharding, step as step_lib, train as train_lib
+from jaxadapt import data, methods, partition, sharding, step as step_lib, train as train_lib
 
 
 def compiled_cost(fn, *args) -> dict[str, float]:
@@ -78,7 +78,7 @@ def measure(config: ml_collections.ConfigDict, method: str, steps: int = 10) -> 
     times.append(time.perf_counter() - t0)
   n_params = sum(int(np.prod(v.shape)) for v in jax.tree.leaves(exp.params))
   n_train = sum(int(np.prod(np.shape(v))) for p, v in
-                train_lib.partition.flatten(exp.params).items() if exp.trainable[p])
+                partition.flatten(exp.params).items() if exp.trainable[p])
   return {'method': method, 'model': cfg.model.name, 'batch_size': cfg.batch_size,
           'step_flops': step_cost['flops'], 'forward_flops': fwd_cost['flops'],
           'head_backward_flops': head_bwd,

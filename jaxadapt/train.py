@@ -157,7 +157,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, quiet: bool = Fals
       ckpt.maybe_save(step, state, force=is_last)
       if stop.requested and not is_last:
         ckpt.maybe_save(step, state, force=True)
-        log(f"\nstopped by signal at step {step}; checkpoint saved, rerun the same command to resume")
+        if jax.process_index() == 0:  # even with --quiet: the user must know how to continue
+          print(f"stopped by signal at step {step}; checkpoint saved, rerun the same command "
+                f"to resume", file=sys.stderr, flush=True)
         break
     else:
       if start >= total_steps:
