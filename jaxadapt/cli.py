@@ -97,6 +97,20 @@ def _enable_compilation_cache() -> None:
   jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
 
 
+def _initialize_distributed() -> None:
+  """Joins the multi-process job: explicit JAX_* variables, else JAX's auto-detection (TPU pods)."""
+  import jax
+  env = os.environ
+  kwargs = {}
+  if 'JAX_COORDINATOR_ADDRESS' in env:
+    kwargs = dict(coordinator_address=env['JAX_COORDINATOR_ADDRESS'],
+                  num_processes=int(env['JAX_NUM_PROCESSES']),
+                  process_id=int(env['JAX_PROCESS_ID']))
+  if env.get('JAX_PLATFORMS', '').startswith('cpu'):
+    jax.config.update('jax_cpu_collectives_implementation', 'gloo')  # CPU processes talk over TCP
+  jax.distributed.initialize(**kwargs)
+
+
 def _run(args: argparse.Namespace, overrides: list[str]) -> int:
   # Heavy imports happen here so `--help` and argument errors stay instant.
   from jaxadapt import config as config_lib
@@ -105,8 +119,7 @@ def _run(args: argparse.Namespace, overrides: list[str]) -> int:
     from jaxadapt import train
     config = config_lib.load_config(args.config, overrides)
     if args.distributed:
-      import jax
-      jax.distributed.initialize()
+      _initialize_distributed()
     train.train(config, args.workdir, quiet=args.quiet)
     return 0
   if args.command == 'perf':

@@ -91,4 +91,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.mesh = ml_collections.ConfigDict()
   c.mesh.data = -1                # -1 = all remaining devices
   c.mesh.fsdp = 1
+  # Parameter sharding rules: 'fsdp' splits a leaf's largest dimension over the fsdp axis
+  # (small leaves stay replicated), 'replicate', or an explicit spec like ('fsdp', None).
+  # Optimizer state follows its parameter.
+  c.mesh.param_rules = (('.*', 'fsdp'),)
   return c

@@ -56,3 +56,67 @@ def global_batch(local: dict, mesh: Mesh) -> dict:
   sharding = batch_sharding(mesh)
   return jax.tree.map(
       lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), local)
+
+
+# Leaves smaller than this stay replicated under 'fsdp': splitting a bias across devices
+# saves nothing and costs a gather every step.
+MIN_SHARD_SIZE = 4096
+
+
+def param_specs(shapes: dict[str, tuple[int, ...]], rules, mesh: Mesh) -> dict[str, P]:
+  """PartitionSpec per parameter path from `mesh.param_rules` (first match wins).
+
+  Rule values: 'replicate'; 'fsdp' (split the largest dimension that the fsdp axis
+  divides, replicate if none does or the leaf is small); or an explicit tuple such as
+  ('fsdp', None) used as the PartitionSpec.
+  """
+  from jaxadapt import partition  # Local: partition is pure Python, sharding is imported early.
+  decided = partition.match(rules, list(shapes), 'mesh.param_rules')
+  n = mesh.shape['fsdp']
+  specs = {}
+  for path, value in decided.items():
+    shape = shapes[path]
+    if value in (None, 'replicate'):
+      specs[path] = P()
+    elif value == 'fsdp':
+      dims = sorted(range(len(shape)), key=lambda d: -shape[d])
+      dim = next((d for d in dims if shape[d] % n == 0), None)
+      if dim is None or n == 1 or int(np.prod(shape)) < MIN_SHARD_SIZE:
+        specs[path] = P()
+      else:
+        specs[path] = P(*[('fsdp' if d == dim else None) for d in range(len(shape))])
+    elif isinstance(value, (tuple, list)):
+      if len(value) > len(shape):
+        raise ValueError(f"mesh.param_rules: spec {tuple(value)} for '{path}' has more entries "
+                         f"than its {len(shape)} dimensions")
+      specs[path] = P(*value)
+    else:
+      raise ValueError(f"mesh.param_rules: bad value {value!r} for '{path}'; use 'replicate', "
+                       f"'fsdp' or a PartitionSpec tuple such as ('fsdp', None)")
+  return specs
+
+
+def tree_shardings(tree, specs: dict[str, P], shapes: dict[str, tuple[int, ...]], mesh: Mesh):
+  """NamedShardings for any pytree whose leaves sit under parameter paths.
+
+  Parameters map to their own spec; optimizer-state leaves (Adam's mu and nu are
+  parameter-shaped trees nested inside optax states) follow the parameter whose path
+  ends their key path and whose shape they share; everything else is replicated.
+  """
+  def sharding_of(key_path, leaf):
+    keys = [k.key for k in key_path if isinstance(k, jax.tree_util.DictKey)]
+    for start in range(len(keys)):
+      path = '/'.join(str(k) for k in keys[start:])
+      if path in specs and tuple(shapes[path]) == tuple(getattr(leaf, 'shape', ())):
+        return NamedSharding(mesh, specs[path])
+    return NamedSharding(mesh, P())
+
+  return jax.tree_util.tree_map_with_path(sharding_of, tree)
+
+
+def shard_params(params, rules, mesh: Mesh):
+  """(params placed by the rules, {path: PartitionSpec}, {path: shape})."""
+  from jaxadapt import partition
+  shapes = {p: tuple(v.shape) for p, v in partition.flatten(params).items()}
+  specs = param_specs(shapes, rules, mesh)
+  return jax.device_put(params, tree_shardings(params, specs, shapes, mesh)), specs, shapes

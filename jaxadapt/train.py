@@ -101,7 +101,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, quiet: bool = Fals
 
   # ------------------------------------- checkpoint: resume > fresh init
   replicated = sharding.replicated(mesh)
-  state = jax.jit(lambda p: step_lib.init_state(p, exp.tx), out_shardings=replicated)(exp.params)
+  init_state = lambda p: step_lib.init_state(p, exp.tx)
+  state_shardings = exp.shardings(jax.eval_shape(init_state, exp.params), mesh)
+  state = jax.jit(init_state, out_shardings=state_shardings)(exp.params)
   ckpt = checkpoint.Checkpointer(workdir, config.ckpt_every, config.keep_ckpts)
   start = ckpt.latest_step()
   if start is not None:
@@ -113,13 +115,13 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, quiet: bool = Fals
   train_step = jax.jit(
       step_lib.make_train_step(exp.forward, exp.tx, exp.trainable, exp.preprocess_train,
                                config.seed, exp.schedule, objective, mix),
-      in_shardings=(replicated, sharding.batch_sharding(mesh), replicated),
-      out_shardings=(replicated, replicated), donate_argnums=0)
+      in_shardings=(state_shardings, sharding.batch_sharding(mesh), replicated),
+      out_shardings=(state_shardings, replicated), donate_argnums=0)
   # Compile ahead of time: the same executable runs the loop and reports its FLOPs.
   train_step = train_step.lower(state, sharding.global_batch(source.batch(0), mesh), aux).compile()
   step_flops = _flops(train_step)
   eval_step = jax.jit(step_lib.make_eval_step(exp.forward, exp.preprocess_eval),
-                      in_shardings=(replicated, sharding.batch_sharding(mesh)),
+                      in_shardings=(state_shardings.params, sharding.batch_sharding(mesh)),
                       out_shardings=replicated)
 
   evaluate = lambda params: evaluate_splits(eval_step, params, eval_arrays,
@@ -195,6 +197,12 @@ class Experiment:
   preprocess_eval: Any
   input_shape: tuple[int, ...]
   table: str
+  specs: dict[str, Any]            # PartitionSpec per parameter path
+  shapes: dict[str, tuple[int, ...]]
+
+  def shardings(self, tree, mesh):
+    """Shardings for params or a train state: optimizer state follows its parameter."""
+    return sharding.tree_shardings(tree, self.specs, self.shapes, mesh)
 
 
 def build(config: ml_collections.ConfigDict, mesh, info: dict, total_steps: int,
@@ -205,9 +213,13 @@ def build(config: ml_collections.ConfigDict, mesh, info: dict, total_steps: int,
   preprocess_train = data.make_preprocess(config.preprocess.train)
   preprocess_eval = data.make_preprocess(config.preprocess.eval)
   input_shape = data.output_shape(config.preprocess.train, info['image_shape'])
-  init = jax.jit(lambda key: model.init(key, jnp.zeros((1, *input_shape)))['params'],
-                 out_shardings=sharding.replicated(mesh))
-  params = init(jax.random.key(config.seed))
+  init_fn = lambda key: model.init(key, jnp.zeros((1, *input_shape)))['params']
+  key = jax.random.key(config.seed)
+  # Shapes first (no allocation), so large models are created already sharded.
+  abstract = jax.eval_shape(init_fn, key)
+  shapes = {p: tuple(v.shape) for p, v in partition.flatten(abstract).items()}
+  specs = sharding.param_specs(shapes, config.mesh.param_rules, mesh)
+  params = jax.jit(init_fn, out_shardings=sharding.tree_shardings(abstract, specs, shapes, mesh))(key)
   if config.init.checkpoint:
     params, report = pretrained.load_into(params, config.init.checkpoint, config.init.dont_load,
                                           config.init.name_map)
@@ -215,13 +227,12 @@ def build(config: ml_collections.ConfigDict, mesh, info: dict, total_steps: int,
         f"{len(report['kept'])} kept fresh ({', '.join(report['kept']) or 'none'}), "
         f"{len(report['unused'])} checkpoint tensors unused")
   if config.adapt.lora.rules:
-    params = jax.device_put(
-        lora.add_adapters(params, config.adapt.lora.rules, jax.random.key(config.seed + 1)),
-        sharding.replicated(mesh))
+    params = lora.add_adapters(params, config.adapt.lora.rules, jax.random.key(config.seed + 1))
   if config.init.adapters:
     params = pretrained.overlay(params, config.init.adapters)
     log(f"init: adapters and head from {config.init.adapters}")
 
+  params, specs, shapes = sharding.shard_params(params, config.mesh.param_rules, mesh)
   flat = partition.flatten(params)
   trainable = optim.trainable_mask(config, list(flat))
   groups = optim.param_groups(config, flat, trainable)
@@ -232,7 +243,7 @@ def build(config: ml_collections.ConfigDict, mesh, info: dict, total_steps: int,
   return Experiment(model, forward, params, trainable, groups,
                     optim.make_optimizer(config, groups, total_steps),
                     optim.schedule(config.optim, total_steps), preprocess_train,
-                    preprocess_eval, input_shape, table)
+                    preprocess_eval, input_shape, table, specs, shapes)
 
 
 def evaluate_splits(eval_step, params, eval_arrays: dict, batch_size: int, mesh) -> dict[str, float]:
@@ -339,7 +350,7 @@ def _full_split(dataset_cfg: ml_collections.ConfigDict) -> ml_collections.Config
 def _prepare_workdir(workdir: epath.Path) -> None:
   try:
     workdir.mkdir(parents=True, exist_ok=True)
-    probe = workdir / '.write_test'
+    probe = workdir / f'.write_test.{jax.process_index()}'  # one per process: shared workdirs
     probe.write_text('ok')
     probe.unlink()
   except OSError as e:
