@@ -60,7 +60,8 @@ def _train(workdir, quiet=True) -> str:
 
 
 def _params(workdir) -> dict:
-  return {k: np.asarray(v) for k, v in partition.flatten(checkpoint.restore_params(workdir)).items()}
+  flat = partition.flatten(checkpoint.restore_params(workdir))
+  return {k: np.asarray(v) for k, v in flat.items()}
 
 
 def _assert_bitwise_equal(a: dict, b: dict) -> None:
