@@ -14,6 +14,8 @@ from jaxadapt import checkpoint, cli, config as config_lib, data, methods, model
 from jaxadapt import perf, presets, sharding, step as step_lib, train as train_lib
 from jaxadapt.metrics import read_metrics
 
+from shared_runs import trained_run
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / 'configs/fashion_mnist'
 
@@ -24,18 +26,6 @@ def config_spec(name, arg=''):
   return str(CONFIGS / f'{name}.py') + (f':{arg}' if arg else '')
 
 
-def trained_run(tmp_path_factory, name, spec, *overrides):
-  """Trains `spec` once per session into a shared directory (other test files reuse it)."""
-  wd = tmp_path_factory.getbasetemp() / 'shared_runs' / name
-  marker = wd.parent / f'{name}.done'
-  key = json.dumps([spec, *overrides])
-  if marker.exists():
-    assert marker.read_text() == key, f'shared run {name} was trained with other arguments'
-    return wd
-  code = cli.main(['train', '--quiet', '--config', spec, '--workdir', str(wd), *overrides])
-  assert code == 0, f'training {spec} failed'
-  marker.write_text(key)
-  return wd
 
 
 def upstream_cnn(tmp_path_factory):

@@ -15,6 +15,8 @@ from safetensors.numpy import load_file
 from jaxadapt import checkpoint, cli, config as config_lib, data, lora, models, partition
 from jaxadapt import presets, pretrained, sharding, step as step_lib, train as train_lib
 
+from shared_runs import trained_run
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / 'configs/fashion_mnist'
 ALPHA = 16.0
@@ -150,18 +152,6 @@ def test_lora_rule_errors():
 
 # ------------------------------------------------------------------------ end to end
 
-def trained_run(tmp_path_factory, name, spec, *overrides):
-  """Trains `spec` once per session into a shared directory (test_adapt.py uses the same)."""
-  wd = tmp_path_factory.getbasetemp() / 'shared_runs' / name
-  marker = wd.parent / f'{name}.done'
-  key = json.dumps([spec, *overrides])
-  if marker.exists():
-    assert marker.read_text() == key, f'shared run {name} was trained with other arguments'
-    return wd
-  code = cli.main(['train', '--quiet', '--config', spec, '--workdir', str(wd), *overrides])
-  assert code == 0, f'training {spec} failed'
-  marker.write_text(key)
-  return wd
 
 
 @pytest.fixture(scope='module')

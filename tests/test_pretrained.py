@@ -17,6 +17,8 @@ from safetensors.numpy import save_file
 
 from jaxadapt import checkpoint, cli, models, partition, presets, pretrained
 
+from shared_runs import trained_run
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / 'configs/fashion_mnist'
 
@@ -49,18 +51,6 @@ def host_flat(params):
   return {k: np.asarray(v) for k, v in partition.flatten(params).items()}
 
 
-def trained_run(tmp_path_factory, name, spec, *overrides):
-  """Trains `spec` once per session into a shared directory (test_adapt.py uses the same)."""
-  wd = tmp_path_factory.getbasetemp() / 'shared_runs' / name
-  marker = wd.parent / f'{name}.done'
-  key = json.dumps([spec, *overrides])
-  if marker.exists():
-    assert marker.read_text() == key, f'shared run {name} was trained with other arguments'
-    return wd
-  code = cli.main(['train', '--quiet', '--config', spec, '--workdir', str(wd), *overrides])
-  assert code == 0, f'training {spec} failed'
-  marker.write_text(key)
-  return wd
 
 
 @pytest.fixture(scope='module')
