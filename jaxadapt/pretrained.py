@@ -29,7 +29,9 @@ def read_flat(path: str) -> dict[str, np.ndarray]:
   """Reads any supported checkpoint into {'a/b/c': numpy array}."""
   p = epath.Path(path)
   if not p.exists():
-    raise FileNotFoundError(f"init.checkpoint not found: {path}")
+    raise FileNotFoundError(f"init.checkpoint not found: {path}; train the upstream model first "
+                            f"(e.g. jaxadapt train --config configs/fashion_mnist/pretrain.py "
+                            f"--workdir {path}) or point checkpoint= at a .npz/.safetensors file")
   if p.suffix == '.npz':
     with p.open('rb') as f, np.load(f) as z:
       return {k: np.asarray(z[k]) for k in z.files}
