@@ -246,15 +246,20 @@ def build(config: ml_collections.ConfigDict, mesh, info: dict, total_steps: int,
                     preprocess_eval, input_shape, table, specs, shapes)
 
 
+def eval_sums(eval_step, params, arrays: dict, batch_size: int, mesh) -> dict[str, np.ndarray]:
+  """Summed loss, correct count and example count over a whole split, on the host."""
+  sums = None
+  for batch in data.eval_batches(arrays, batch_size, jax.process_index(), jax.process_count()):
+    s = eval_step(params, sharding.global_batch(batch, mesh))
+    sums = s if sums is None else jax.tree.map(jnp.add, sums, s)
+  return jax.device_get(sums)
+
+
 def evaluate_splits(eval_step, params, eval_arrays: dict, batch_size: int, mesh) -> dict[str, float]:
   """Exact accuracy and mean loss over every example of each split (padding masked)."""
   out = {}
   for name, arrays in eval_arrays.items():
-    sums = None
-    for batch in data.eval_batches(arrays, batch_size, jax.process_index(), jax.process_count()):
-      s = eval_step(params, sharding.global_batch(batch, mesh))
-      sums = s if sums is None else jax.tree.map(jnp.add, sums, s)
-    sums = jax.device_get(sums)
+    sums = eval_sums(eval_step, params, arrays, batch_size, mesh)
     out[f'{name}/accuracy'] = float(sums['correct'] / sums['count'])
     out[f'{name}/loss'] = float(sums['loss'] / sums['count'])
   return out

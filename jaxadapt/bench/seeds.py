@@ -190,11 +190,7 @@ def _evaluate(eval_step, params, eval_arrays: dict, batch_size: int, mesh,
   """Per-seed `train.evaluate_splits`: sums carry a leading seed axis."""
   out = [{} for _ in range(n_seeds)]
   for name, arrays in eval_arrays.items():
-    sums = None
-    for batch in data.eval_batches(arrays, batch_size, jax.process_index(), jax.process_count()):
-      s = eval_step(params, sharding.global_batch(batch, mesh))
-      sums = s if sums is None else jax.tree.map(jnp.add, sums, s)
-    sums = jax.device_get(sums)
+    sums = train_lib.eval_sums(eval_step, params, arrays, batch_size, mesh)
     for i in range(n_seeds):
       out[i][f'{name}/accuracy'] = float(sums['correct'][i] / sums['count'][i])
       out[i][f'{name}/loss'] = float(sums['loss'][i] / sums['count'][i])
