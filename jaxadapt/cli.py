@@ -136,14 +136,14 @@ def _run(args: argparse.Namespace, overrides: list[str]) -> int:
     from jaxadapt.bench import report, runner
     runner.run_suite(args.suite, args.out, quick=args.quick)
     text, plots = report.write_report(args.out)
-    print(report.terminal_table(report.load_results(f'{args.out}/results.jsonl')))
-    print(f"report: {args.out}/report.md\nplots: {', '.join(plots)}")
+    print(report.terminal_table(report.load_results(os.path.join(args.out, 'results.jsonl'))))
+    print(f"report: {os.path.join(args.out, 'report.md')}\nplots: {', '.join(plots)}")
     return 0
   if args.command == 'report':
     from jaxadapt.bench import report
     text, plots = report.write_report(args.results)
-    print(report.terminal_table(report.load_results(f'{args.results}/results.jsonl')))
-    print(f"report: {args.results}/report.md\nplots: {', '.join(plots)}")
+    print(report.terminal_table(report.load_results(os.path.join(args.results, 'results.jsonl'))))
+    print(f"report: {os.path.join(args.results, 'report.md')}\nplots: {', '.join(plots)}")
     return 0
   if args.command == 'export':
     from jaxadapt import export
