@@ -19,25 +19,18 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jaxadapt import data, methods, partition, sharding, step as step_lib, train as train_lib
+from jaxadapt import data, methods, sharding, step as step_lib, train as train_lib
 
 
 def compiled_cost(fn, *args) -> dict[str, float]:
   """FLOPs and memory of `jax.jit(fn)` compiled for `args` (arrays or ShapeDtypeStructs)."""
   compiled = jax.jit(fn).lower(*args).compile()
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   mem = compiled.memory_analysis()
   peak = None
   if mem is not None:
     peak = (mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes
             - mem.alias_size_in_bytes)
-  return {'flops': float(cost.get('flops', 0.0)), 'peak_bytes': peak}
-
-
-def tree_bytes(tree: Any) -> int:
-  return int(sum(np.prod(x.shape) * x.dtype.itemsize for x in jax.tree.leaves(tree)
-                 if hasattr(x, 'shape')))
+  return {'flops': train_lib.compiled_flops(compiled), 'peak_bytes': peak}
 
 
 def measure(config: ml_collections.ConfigDict, method: str, steps: int = 10) -> dict[str, Any]:
@@ -76,15 +69,14 @@ def measure(config: ml_collections.ConfigDict, method: str, steps: int = 10) -> 
     state, metrics = jitted(state, batch)
     jax.block_until_ready(metrics)
     times.append(time.perf_counter() - t0)
-  n_params = sum(int(np.prod(v.shape)) for v in jax.tree.leaves(exp.params))
-  n_train = sum(int(np.prod(np.shape(v))) for p, v in
-                partition.flatten(exp.params).items() if exp.trainable[p])
+  counts = train_lib.param_counts(exp)
   return {'method': method, 'model': cfg.model.name, 'batch_size': cfg.batch_size,
           'step_flops': step_cost['flops'], 'forward_flops': fwd_cost['flops'],
           'head_backward_flops': head_bwd,
           'step_over_forward_plus_head': step_cost['flops'] / (fwd_cost['flops'] + head_bwd),
-          'median_step_s': statistics.median(times), 'params': n_params,
-          'trainable_params': n_train, 'opt_state_bytes': tree_bytes(state.opt_state),
+          'median_step_s': statistics.median(times), 'params': counts['total_params'],
+          'trainable_params': counts['trainable_params'],
+          'opt_state_bytes': train_lib.tree_bytes(state.opt_state),
           'peak_bytes': step_cost['peak_bytes']}
 
 

@@ -51,9 +51,10 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, quiet: bool = Fals
   eval_splits = {'val': config.dataset.val_split, 'test': config.dataset.test_split}
   eval_arrays = {name: data.load_split(_full_split(config.dataset), split)
                  for name, split in eval_splits.items() if split}
-  source = data.BatchSource(train_arrays, config.batch_size, config.seed, shuffle=True,
-                            drop_remainder=True, process_index=jax.process_index(),
-                            process_count=jax.process_count())
+  make_source = lambda arrays: data.BatchSource(
+      arrays, config.batch_size, config.seed, shuffle=True, drop_remainder=True,
+      process_index=jax.process_index(), process_count=jax.process_count())
+  source = make_source(train_arrays)
   total_steps = config.num_steps or math.ceil(config.num_epochs * source.steps_per_epoch)
   eval_every = config.eval_every or source.steps_per_epoch
   log(f"data: {config.dataset.name} train={len(train_arrays['label'])} "
@@ -79,9 +80,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, quiet: bool = Fals
       train_arrays = {**train_arrays, 'teacher_logits': distill.cache_logits(
           teachers, lambda x: exp.preprocess_eval(x, None, False), train_arrays,
           config.eval_batch_size, mesh)}
-      source = data.BatchSource(train_arrays, config.batch_size, config.seed, shuffle=True,
-                                drop_remainder=True, process_index=jax.process_index(),
-                                process_count=jax.process_count())
+      source = make_source(train_arrays)
       aux = None
       log(f"distill: cached teacher logits for {len(train_arrays['label'])} examples")
 
@@ -119,7 +118,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, quiet: bool = Fals
       out_shardings=(state_shardings, replicated), donate_argnums=0)
   # Compile ahead of time: the same executable runs the loop and reports its FLOPs.
   train_step = train_step.lower(state, sharding.global_batch(source.batch(0), mesh), aux).compile()
-  step_flops = _flops(train_step)
+  step_flops = compiled_flops(train_step)
   eval_step = jax.jit(step_lib.make_eval_step(exp.forward, exp.preprocess_eval),
                       in_shardings=(state_shardings.params, sharding.batch_sharding(mesh)),
                       out_shardings=replicated)
@@ -179,7 +178,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, quiet: bool = Fals
         'batch_size': config.batch_size, 'examples_seen': total_steps * config.batch_size,
         'train_examples': len(train_arrays['label']), 'step_flops': step_flops,
         'train_flops': step_flops * total_steps,
-        'opt_state_bytes': _tree_bytes(state.opt_state), **_param_counts(exp), **final})
+        'opt_state_bytes': tree_bytes(state.opt_state), **param_counts(exp), **final})
   return final
 
 
@@ -293,7 +292,7 @@ def _fast_probe(config, exp: Experiment, mesh, train_arrays, eval_arrays, workdi
   # Cost: one backbone pass over the training set (the head fit is negligible next to it).
   sample = jnp.zeros((config.eval_batch_size, *train_arrays['image'].shape[1:]),
                      train_arrays['image'].dtype)
-  per_batch = _flops(jax.jit(lambda p, x: exp.forward(
+  per_batch = compiled_flops(jax.jit(lambda p, x: exp.forward(
       p, exp.preprocess_eval(x, None, False), features_only=True)).lower(exp.params, sample).compile())
   n_batches = math.ceil(len(train_arrays['label']) / config.eval_batch_size)
   if jax.process_index() == 0:
@@ -302,7 +301,7 @@ def _fast_probe(config, exp: Experiment, mesh, train_arrays, eval_arrays, workdi
         'method': config.adapt.method, 'model': config.model.name, 'steps': n_batches,
         'batch_size': config.eval_batch_size, 'examples_seen': len(train_arrays['label']),
         'train_examples': len(train_arrays['label']), 'step_flops': per_batch,
-        'train_flops': per_batch * n_batches, 'opt_state_bytes': 0, **_param_counts(exp),
+        'train_flops': per_batch * n_batches, 'opt_state_bytes': 0, **param_counts(exp),
         'trainable_params': head_size, **results})
   return results
 
@@ -312,17 +311,18 @@ def absolute(path: str) -> epath.Path:
   return epath.Path(path if '://' in str(path) else os.path.abspath(path))
 
 
-def _flops(compiled) -> float:
+def compiled_flops(compiled) -> float:
+  """FLOPs of one call of a compiled executable (XLA cost analysis)."""
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   return float((cost or {}).get('flops', 0.0))
 
 
-def _tree_bytes(tree) -> int:
+def tree_bytes(tree) -> int:
   return int(sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree) if hasattr(x, 'dtype')))
 
 
-def _param_counts(exp: Experiment) -> dict[str, int]:
+def param_counts(exp: Experiment) -> dict[str, int]:
   flat = partition.flatten(exp.params)
   return {'total_params': sum(int(np.size(v)) for v in flat.values()),
           'trainable_params': sum(int(np.size(v)) for p, v in flat.items() if exp.trainable[p])}

@@ -1,10 +1,7 @@
 """Adaptation methods end to end: what trains, what stays bitwise frozen, what it costs."""
 
-import atexit
 import json
 import pathlib
-import shutil
-import tempfile
 
 import jax
 import numpy as np
@@ -158,7 +155,7 @@ def test_optimizer_state_holds_nothing_for_frozen_parameters():
     state = jax.eval_shape(lambda p: step_lib.init_state(p, exp.tx), exp.params)
     flat = partition.flatten(exp.params)
     n_train = sum(v.size for p, v in flat.items() if exp.trainable[p])
-    return perf.tree_bytes(state.opt_state), n_train, sum(v.size for v in flat.values())
+    return train_lib.tree_bytes(state.opt_state), n_train, sum(v.size for v in flat.values())
 
   probe_bytes, probe_train, total = opt_bytes('linear_probe')
   full_bytes, full_train, _ = opt_bytes('full_ft')

@@ -1,10 +1,7 @@
 """LoRA: exact identity at init, merge == adapted forward, shapes, errors, export round trips."""
 
-import atexit
 import json
 import pathlib
-import shutil
-import tempfile
 
 import jax
 import jax.numpy as jnp

@@ -1,10 +1,7 @@
 """`jaxadapt perf`: measured FLOPs and optimizer memory per method, through the CLI."""
 
-import atexit
 import json
 import pathlib
-import shutil
-import tempfile
 
 import jax
 

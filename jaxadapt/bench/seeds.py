@@ -116,7 +116,7 @@ def _train_seeds(configs, devices=None, timings: dict[str, float] | None = None,
   exps = [train_lib.build(c, mesh, info, total_steps) for c in configs]
   exp = exps[0]
   states = [step_lib.init_state(e.params, exp.tx) for e in exps]
-  opt_state_bytes = [train_lib._tree_bytes(s.opt_state) for s in states]
+  opt_state_bytes = [train_lib.tree_bytes(s.opt_state) for s in states]
   replicated = sharding.replicated(mesh)
   state = jax.device_put(jax.tree.map(lambda *x: jnp.stack(x), *states), replicated)
   del states
@@ -148,7 +148,7 @@ def _train_seeds(configs, devices=None, timings: dict[str, float] | None = None,
   t0 = time.perf_counter()
   train_step = train_step.lower(state, batch_at(0), seeds).compile()
   t_compile = time.perf_counter() - t0
-  step_flops = train_lib._flops(train_step) / n_seeds
+  step_flops = train_lib.compiled_flops(train_step) / n_seeds
   # Eval batches are the same for every seed: only the parameters are vmapped.
   eval_step = jax.jit(jax.vmap(step_lib.make_eval_step(exp.forward, exp.preprocess_eval),
                                in_axes=(0, None)),
@@ -180,7 +180,7 @@ def _train_seeds(configs, devices=None, timings: dict[str, float] | None = None,
       'batch_size': config.batch_size, 'examples_seen': total_steps * config.batch_size,
       'train_examples': len(train_arrays[i]['label']), 'step_flops': step_flops,
       'train_flops': step_flops * total_steps, 'opt_state_bytes': opt_state_bytes[i],
-      **train_lib._param_counts(exps[i]), **final[i],
+      **train_lib.param_counts(exps[i]), **final[i],
       'train/loss': float(window['loss'][i]), 'train/accuracy': float(window['accuracy'][i]),
   } for i in range(n_seeds)]
 
