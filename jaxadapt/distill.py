@@ -15,9 +15,10 @@ from typing import Any, Callable, Sequence
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 from etils import epath
 
-from jaxadapt import checkpoint, lora, models, step as step_lib
+from jaxadapt import checkpoint, data, lora, models, sharding, step as step_lib
 
 LOSSES = ('kl', 'fm', 'mse')
 
@@ -134,9 +135,6 @@ def make_objective(distill: ml_collections.ConfigDict, teachers: list[Teacher]) 
 def cache_logits(teachers: list[Teacher], images_fn: Callable, arrays: dict, batch_size: int,
                  mesh) -> jax.Array:
   """Teacher logits for every training example (multiple teachers: log of mean probability at T=1)."""
-  from jaxadapt import data, sharding
-  import numpy as np
-
   @jax.jit
   def logits(params, images):
     x = images_fn(images)

@@ -3,7 +3,6 @@
 import json
 import pathlib
 
-import jax
 
 from jaxadapt import cli
 
