@@ -1,4 +1,4 @@
-"""Offline TFDS builders for Fashion-MNIST (local IDX files) and sklearn's digits."""
+"""Offline TFDS builders: Fashion-MNIST (local IDX files), sklearn's digits, generated MNIST-1D."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import logging
 import os
+import random
 from pathlib import Path
 from typing import Iterator
 
@@ -186,3 +187,62 @@ class DigitsLocal(_LocalBuilder):
         images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
         for i in digits_split_indices(len(images))[split]:
             yield int(i), {'image': images[i], 'label': int(digits.target[i])}
+
+
+MNIST1D_LENGTH = 40
+
+
+class Mnist1dLocal(_LocalBuilder):
+    """MNIST-1D (Greydanus 2020): 40-step float sequences, 10 classes; train 4000 / test 1000.
+
+    Generated offline by the `mnist1d` package's own generator with its default
+    arguments (`make_dataset(get_dataset_args())`, seed 42): the same arrays the
+    paper's pickle holds, built locally. Its download path is never used.
+    Examples are 'image' float32 (40, 1) (sequence position, channel), already
+    standardised to mean 0 / std 1 over the whole dataset, and 'label' 0..9.
+    """
+
+    VERSION = tfds.core.Version('1.0.0')
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return tfds.core.DatasetInfo(
+            builder=self,
+            description='MNIST-1D generated with mnist1d.data.make_dataset(get_dataset_args()).',
+            features=tfds.features.FeaturesDict({
+                'image': tfds.features.Tensor(shape=(MNIST1D_LENGTH, 1), dtype=np.float32),
+                'label': tfds.features.ClassLabel(names=[str(d) for d in range(10)]),
+            }),
+            supervised_keys=('image', 'label'),
+            # Keep the generator's order so split i equals x[i] (and slices like train[:3500]
+            # are the generator's first 3500), not TFDS's key-hash shuffle.
+            disable_shuffling=True,
+        )
+
+    def _split_generators(self, dl_manager):
+        data = generate_mnist1d()
+        return {'train': self._generate_examples(data['x'], data['y']),
+                'test': self._generate_examples(data['x_test'], data['y_test'])}
+
+    def _generate_examples(self, x: np.ndarray, y: np.ndarray) -> Iterator[tuple[int, dict]]:
+        for i in range(len(y)):
+            yield i, {'image': x[i, :, None].astype(np.float32), 'label': int(y[i])}
+
+
+def generate_mnist1d() -> dict[str, np.ndarray]:
+    """The default MNIST-1D arrays ('x', 'y', 'x_test', 'y_test'), from the generator, offline.
+
+    make_dataset reseeds the global `random` and `np.random` generators; their
+    states are restored afterwards so generating data never perturbs a caller.
+    """
+    from mnist1d.data import get_dataset_args, make_dataset  # Lazy: it imports matplotlib.
+    args = get_dataset_args()
+    if args.final_seq_length != MNIST1D_LENGTH:
+        raise ValueError(f'mnist1d default final_seq_length is {args.final_seq_length}, '
+                         f'this builder expects {MNIST1D_LENGTH}')
+    py_state, np_state = random.getstate(), np.random.get_state()
+    try:
+        data = make_dataset(args)
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+    return {key: data[key] for key in ('x', 'y', 'x_test', 'y_test')}

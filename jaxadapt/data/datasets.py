@@ -18,6 +18,7 @@ from jaxadapt.data import builders
 LOCAL_BUILDERS = {
     'fashion_mnist': builders.FashionMnistLocal,
     'digits': builders.DigitsLocal,
+    'mnist1d': builders.Mnist1dLocal,
 }
 
 _READ_CHUNK = 10_000  # Examples per batched read; bounds the list of decoded dicts held at once.
@@ -81,8 +82,8 @@ def _materialise(name: str, split: str, data_dir: str, source_dir: str | None) -
         items = source.__getitems__(list(range(start, min(start + _READ_CHUNK, len(source)))))
         images.append(np.stack([ex['image'] for ex in items]))
         labels.append(np.asarray([ex['label'] for ex in items], dtype=np.int32))
-    arrays = {'image': np.concatenate(images).astype(np.uint8, copy=False),
-              'label': np.concatenate(labels)}
+    # Keep the builder's dtype: uint8 images, float32 MNIST-1D sequences.
+    arrays = {'image': np.concatenate(images), 'label': np.concatenate(labels)}
     for array in arrays.values():
         array.setflags(write=False)  # The cache hands out the same arrays to every caller.
     return arrays
@@ -120,7 +121,10 @@ def _builder_meta(name: str, data_dir: str, source_dir: str | None) -> tuple[int
 
 
 def load_split(dataset_cfg: Any, split: str) -> dict[str, np.ndarray]:
-    """Return {'image': uint8 [N,H,W,C], 'label': int32 [N]} for a (sliceable) TFDS split.
+    """Return {'image': [N, *shape], 'label': int32 [N]} for a (sliceable) TFDS split.
+
+    'image' has the builder's dtype and shape: uint8 [N,H,W,C] for image
+    datasets, float32 [N,40,1] for MNIST-1D.
 
     The whole split is held in memory, which suits the small datasets this
     codebase targets (Fashion-MNIST train is 47 MB) but not ImageNet-scale data.
@@ -141,7 +145,10 @@ def load_split(dataset_cfg: Any, split: str) -> dict[str, np.ndarray]:
 
 
 def dataset_info(dataset_cfg: Any) -> dict[str, Any]:
-    """Return {'num_classes', 'image_shape': (H, W, C)} without preparing or reading data."""
+    """Return {'num_classes', 'image_shape'} without preparing or reading data.
+
+    image_shape is one example's shape: (H, W, C), or (length, C) for sequences.
+    """
     num_classes, image_shape = _builder_meta(*_resolve(dataset_cfg))
     classes = tuple(_get(dataset_cfg, 'classes', ()))
     return {'num_classes': len(classes) if classes else num_classes, 'image_shape': image_shape}
