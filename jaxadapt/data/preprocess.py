@@ -1,12 +1,19 @@
-"""On-device image preprocessing built from a spec string like "scale|normalize(0.286,0.353)|flip".
+"""On-device preprocessing built from a spec string like "scale|normalize(0.286,0.353)|flip".
 
+Inputs are batches [N, *spatial, C]: images [N, H, W, C] or sequences [N, L, C] (MNIST-1D).
 Ops (applied left to right, after casting the input to float32):
   scale                 divide by 255 (uint8 range -> [0, 1])
   normalize(m, s)       (x - m) / s; per channel with 2C args: normalize(m1,..,mC, s1,..,sC)
-  resize(size|h,w)      bilinear resize with jax.image.resize
-  pad_crop(pad)         zero-pad by `pad`, random crop back to the input size (train only)
-  flip                  random horizontal flip per example (train only)
+  resize(size|h,w)      bilinear resize with jax.image.resize (images only)
+  pad_crop(pad)         zero-pad by `pad`, random crop back to the input size (train only; images only)
+  flip                  random horizontal flip per example (train only; images only)
   gray2rgb              repeat a single channel to 3
+  permute(seed)         one fixed permutation of the flattened spatial positions (sequence steps,
+                        or H*W pixels with their channels), the same for every example, train and
+                        eval: put it in both preprocess.train and preprocess.eval. The order is
+                        np.random.RandomState(seed).permutation(positions), so permute(42) is the
+                        "shuffled" MNIST-1D of Greydanus (2020)'s benchmark notebook.
+The empty spec '' is the identity (only the float32 cast).
 Random ops draw from the `rng` the caller passes and are the identity when train=False.
 """
 
@@ -14,20 +21,22 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-Shape = tuple[int, int, int]  # (H, W, C) of one image.
+Shape = tuple[int, ...]  # (*spatial, C) of one example: (H, W, C) or (L, C).
 Preprocess = Callable[..., jax.Array]
 
 
 @dataclasses.dataclass(frozen=True)
 class Op:
     name: str
-    apply: Callable[[jax.Array, jax.Array | None, bool], jax.Array]  # (images NHWC, rng, train)
+    apply: Callable[[jax.Array, jax.Array | None, bool], jax.Array]  # (batch, rng, train)
     shape: Callable[[Shape], Shape] = lambda shape: shape
     random: bool = False
 
@@ -41,6 +50,16 @@ def _ints(name: str, expected: str, args: tuple[float, ...]) -> tuple[int, ...]:
     if not all(a.is_integer() and a >= 0 for a in args):
         raise _bad_args(name, expected, args)
     return tuple(int(a) for a in args)
+
+
+def _image_only(name: str) -> Callable[[Shape], Shape]:
+    """Shape check for ops that need 2D images: a one-line error for sequences."""
+    def shape(s: Shape) -> Shape:
+        if len(s) != 3:
+            raise ValueError(f"preprocessing op '{name}' needs images (H, W, C), got examples "
+                             f"of shape {s}")
+        return s
+    return shape
 
 
 def _scale(args: tuple[float, ...]) -> Op:
@@ -74,7 +93,7 @@ def _resize(args: tuple[float, ...]) -> Op:
 
     def apply(x, rng, train):
         return jax.image.resize(x, (x.shape[0], h, w, x.shape[3]), method='bilinear')
-    return Op('resize', apply, lambda s: (h, w, s[2]))
+    return Op('resize', apply, lambda s: (h, w, _image_only('resize')(s)[2]))
 
 
 def _pad_crop(args: tuple[float, ...]) -> Op:
@@ -91,7 +110,7 @@ def _pad_crop(args: tuple[float, ...]) -> Op:
         offsets = jax.random.randint(rng, (n, 2), 0, 2 * pad + 1)
         crop = lambda img, off: jax.lax.dynamic_slice(img, (off[0], off[1], 0), (h, w, c))
         return jax.vmap(crop)(padded, offsets)
-    return Op('pad_crop', apply, random=True)
+    return Op('pad_crop', apply, _image_only('pad_crop'), random=True)
 
 
 def _flip(args: tuple[float, ...]) -> Op:
@@ -103,7 +122,7 @@ def _flip(args: tuple[float, ...]) -> Op:
             return x
         flipped = jax.random.bernoulli(rng, 0.5, (x.shape[0],))
         return jnp.where(flipped[:, None, None, None], x[:, :, ::-1, :], x)
-    return Op('flip', apply, random=True)
+    return Op('flip', apply, _image_only('flip'), random=True)
 
 
 def _gray2rgb(args: tuple[float, ...]) -> Op:
@@ -111,10 +130,32 @@ def _gray2rgb(args: tuple[float, ...]) -> Op:
         raise _bad_args('gray2rgb', 'no arguments', args)
 
     def shape(s: Shape) -> Shape:
-        if s[2] != 1:
+        if s[-1] != 1:
             raise ValueError(f'gray2rgb needs 1-channel images, got shape {s}')
-        return (s[0], s[1], 3)
+        return (*s[:-1], 3)
     return Op('gray2rgb', lambda x, rng, train: jnp.repeat(x, 3, axis=-1), shape)
+
+
+def permutation(seed: int, positions: int) -> np.ndarray:
+    """The order `permute(seed)` uses: output position i takes input position order[i]."""
+    return np.random.RandomState(seed).permutation(positions)
+
+
+def _permute(args: tuple[float, ...]) -> Op:
+    expected = 'permute(seed) with an integer seed in [0, 2**32)'
+    if len(args) != 1:
+        raise _bad_args('permute', expected, args)
+    (seed,) = _ints('permute', expected, args)
+    if seed >= 2**32:
+        raise _bad_args('permute', expected, args)
+
+    def apply(x, rng, train):
+        # Not a random op: a constant gather (built from static shapes at trace time), so
+        # train and eval see the same order.
+        n, *spatial, c = x.shape
+        order = permutation(seed, math.prod(spatial))
+        return x.reshape(n, -1, c)[:, order, :].reshape(x.shape)
+    return Op('permute', apply)
 
 
 OPS: dict[str, Callable[[tuple[float, ...]], Op]] = {
@@ -124,6 +165,7 @@ OPS: dict[str, Callable[[tuple[float, ...]], Op]] = {
     'pad_crop': _pad_crop,
     'flip': _flip,
     'gray2rgb': _gray2rgb,
+    'permute': _permute,
 }
 
 _TOKEN = re.compile(r'^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:\((.*)\))?\s*$')
@@ -151,18 +193,18 @@ def parse(spec: str) -> list[Op]:
     return ops
 
 
-def output_shape(spec: str, image_shape: tuple[int, ...]) -> tuple[int, int, int]:
-    """(H, W, C) of one image after `spec`, so models can be initialised before data flows."""
+def output_shape(spec: str, image_shape: tuple[int, ...]) -> Shape:
+    """Shape of one example after `spec`, so models can be initialised before data flows."""
     shape = tuple(int(d) for d in image_shape)
-    if len(shape) != 3:
-        raise ValueError(f'image_shape must be (H, W, C), got {image_shape}')
+    if len(shape) < 2:
+        raise ValueError(f'example shape must be (H, W, C) or (L, C), got {image_shape}')
     for op in parse(spec):
         shape = op.shape(shape)
     return shape
 
 
 def make_preprocess(spec: str) -> Preprocess:
-    """Return fn(images [N,H,W,C] uint8/float, rng, train) -> float32 images.
+    """Return fn(batch [N,H,W,C] or [N,L,C], uint8/float, rng, train) -> float32 batch.
 
     Call it inside a jitted step with `train` static; pass e.g.
     rng = jax.random.fold_in(jax.random.key(seed), step). rng may be None when train=False.
@@ -173,8 +215,8 @@ def make_preprocess(spec: str) -> Preprocess:
     def preprocess(images: jax.Array, rng: jax.Array | None = None, train: bool = False) -> jax.Array:
         if train and needs_rng and rng is None:
             raise ValueError(f"preprocess spec '{spec}' has random ops: pass an rng when train=True")
-        if images.ndim != 4:
-            raise ValueError(f'expected images of shape [N, H, W, C], got {images.shape}')
+        if images.ndim < 3:
+            raise ValueError(f'expected a batch [N, H, W, C] or [N, L, C], got shape {images.shape}')
         x = jnp.asarray(images).astype(jnp.float32)
         for i, op in enumerate(ops):
             op.shape(tuple(x.shape[1:]))  # Validates channel counts with a readable error.
