@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import pytest
 from flax.traverse_util import flatten_dict
 
-from jaxadapt.models import MODEL_NAMES, build_model
+from jaxadapt.models import build_model
 
 X = jnp.ones((2, 28, 28, 1), jnp.float32)
 SMALL = {
@@ -31,7 +31,7 @@ def paths(params):
     return {"/".join(k): v for k, v in flatten_dict(params).items()}
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", list(SMALL))  # MNIST-1D models: tests/test_mnist1d.py
 def test_shapes_and_no_mutable_state(name):
     model, v = init_shapes(name)
     assert set(v) == {"params"}
@@ -140,7 +140,8 @@ def test_unknown_model_suggests():
     with pytest.raises(ValueError) as err:
         build_model("resnte", 10)
     assert str(err.value) == (
-        "unknown model 'resnte'; choose one of: cnn, resnet, vit (did you mean 'resnet'?)")
+        "unknown model 'resnte'; choose one of: cnn, resnet, vit, linear, mlp, cnn1d, gru "
+        "(did you mean 'resnet'?)")
 
 
 def test_unknown_kwarg_named():

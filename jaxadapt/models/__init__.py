@@ -1,14 +1,17 @@
 """Model zoo: build a flax.linen classifier by name.
 
-Models: ``cnn`` (CNN), ``resnet`` (GroupNorm ResNet), ``vit`` (ViT). All share
+Models: ``cnn`` (CNN), ``resnet`` (GroupNorm ResNet), ``vit`` (ViT), and the
+MNIST-1D paper's ``linear``, ``mlp``, ``cnn1d``, ``gru`` (small.py). All share
 
     model.apply({'params': params}, images, train=False, features_only=False,
                 rngs={'dropout': key})
 
-with float32 NHWC images. ``train`` enables dropout; ``features_only`` returns
-the (B, D) vector fed to ``head`` instead of logits. There are no mutable
+with float32 NHWC images, or [B, L, C] sequences for the MNIST-1D models.
+``train`` enables dropout; ``features_only`` returns the (B, D) vector fed to
+``head`` instead of logits. There are no mutable
 collections (no BatchNorm): ``init`` returns only ``'params'``. Every kernel is
-2D (Dense) or 4D (Conv); ``head`` is zero-initialised.
+2D (Dense) or 4D (Conv), except cnn1d's 3D Conv1D kernels; ``head`` is
+zero-initialised.
 
 Parameter paths ('/'-joined, indices 1-based):
 
@@ -26,6 +29,10 @@ Parameter paths ('/'-joined, indices 1-based):
   ``encoder/block{i}/attn/{query,key,value,out}/{kernel,bias}``,
   ``encoder/block{i}/mlp/{fc1,fc2}/{kernel,bias}``, ``encoder/norm/{scale,bias}``,
   ``head/{kernel,bias}``.
+- linear: ``head/{kernel,bias}``. mlp: ``fc{i}/{kernel,bias}``, ``head/*``.
+  cnn1d: ``conv{1,2,3}/{kernel,bias}``, ``head/*``.
+- gru: ``gru/{forward_rnn,backward_rnn}/cell/{ir,iz,in,hr,hz,hn}/{kernel,bias}``
+  (``gru/cell/...`` with ``bidirectional=False``), ``head/*``.
 """
 
 import dataclasses
@@ -35,9 +42,13 @@ import flax.linen as nn
 
 from .cnn import CNN
 from .resnet import ResNet
+from .small import CNN1D, GRU, MLP, Linear
 from .vit import ViT
 
-_REGISTRY: dict[str, type[nn.Module]] = {"cnn": CNN, "resnet": ResNet, "vit": ViT}
+_REGISTRY: dict[str, type[nn.Module]] = {
+    "cnn": CNN, "resnet": ResNet, "vit": ViT,
+    "linear": Linear, "mlp": MLP, "cnn1d": CNN1D, "gru": GRU,
+}
 MODEL_NAMES: tuple[str, ...] = tuple(_REGISTRY)
 
 # Dataclass fields that are flax plumbing or set by build_model itself.
@@ -70,4 +81,5 @@ def build_model(name: str, num_classes: int, **kwargs) -> nn.Module:
     return _lookup(name)(num_classes=num_classes, **kwargs)
 
 
-__all__ = ["CNN", "MODEL_NAMES", "ResNet", "ViT", "build_model", "model_options"]
+__all__ = ["CNN", "CNN1D", "GRU", "Linear", "MLP", "MODEL_NAMES", "ResNet", "ViT", "build_model",
+           "model_options"]
