@@ -133,17 +133,16 @@ def _run(args: argparse.Namespace, overrides: list[str]) -> int:
         json.dump(rows, f, indent=1)
     return 0
   if args.command == 'bench':
-    from jaxadapt.bench import report, runner
-    runner.run_suite(args.suite, args.out, quick=args.quick)
-    text, plots = report.write_report(args.out)
-    print(report.terminal_table(report.load_results(os.path.join(args.out, 'results.jsonl'))))
-    print(f"report: {os.path.join(args.out, 'report.md')}\nplots: {', '.join(plots)}")
+    from jaxadapt.bench import runlist, runner
+    path, _, arg = args.suite.partition(':')
+    if runlist.is_runlist(runner.load_module_suite(path, arg)):
+      runlist.run_suite(args.suite, args.out, quick=args.quick)
+    else:
+      runner.run_suite(args.suite, args.out, quick=args.quick)
+    _print_report(args.out)
     return 0
   if args.command == 'report':
-    from jaxadapt.bench import report
-    text, plots = report.write_report(args.results)
-    print(report.terminal_table(report.load_results(os.path.join(args.results, 'results.jsonl'))))
-    print(f"report: {os.path.join(args.results, 'report.md')}\nplots: {', '.join(plots)}")
+    _print_report(args.results)
     return 0
   if args.command == 'export':
     from jaxadapt import export
@@ -151,6 +150,17 @@ def _run(args: argparse.Namespace, overrides: list[str]) -> int:
     print(f"wrote {len(flat)} tensors ({sum(v.size for v in flat.values()):,} values) to {args.out}")
     return 0
   raise AssertionError(args.command)
+
+
+def _print_report(results_dir: str) -> None:
+  from jaxadapt.bench import repro_report, report
+  if repro_report.is_repro_results(results_dir):
+    text, plots = repro_report.write_report(results_dir)
+    print(text)
+  else:
+    text, plots = report.write_report(results_dir)
+    print(report.terminal_table(report.load_results(os.path.join(results_dir, 'results.jsonl'))))
+  print(f"report: {os.path.join(results_dir, 'report.md')}\nplots: {', '.join(plots)}")
 
 
 if __name__ == '__main__':

@@ -6,7 +6,13 @@ r"""Distillation: the reference CNN (runs/scratch, ~824k params) teaches a ~30x 
 
 Arguments: teacher (workdir of the teacher run, default runs/scratch); alone
 (the same student, same steps, no teacher: the baseline); loss = kl | fm | mse;
-smoke. Teacher and student see the same preprocessed (augmented) batch.
+shots (the student's transfer set: this many training images per class, 1,500
+steps, as Hinton et al.'s reduced-transfer-set experiments; 0 = all 55,000
+images for 10 epochs); smoke. Teacher and student see the same preprocessed
+(augmented) batch.
+
+  jaxadapt train --config configs/fashion_mnist/distill.py:shots=200 --workdir runs/distill200
+  jaxadapt train --config configs/fashion_mnist/distill.py:shots=200,alone --workdir runs/alone200
 """
 
 from jaxadapt import config as config_lib
@@ -14,10 +20,15 @@ from jaxadapt import presets
 
 
 def get_config(arg=None):
-  arg = config_lib.parse_arg(arg, teacher='runs/scratch', alone=False, loss='kl', smoke=False)
+  arg = config_lib.parse_arg(arg, teacher='runs/scratch', alone=False, loss='kl', shots=0,
+                             smoke=False)
   config = presets.fashion_mnist('cnn')
   config.model.kwargs.update(widths=(8, 16), dense=32, dropout=0.0)  # ~27k parameters
   config.num_epochs = 10.0
+  if arg.shots:
+    config.dataset.examples_per_class = arg.shots
+    config.num_epochs, config.num_steps = 0.0, 1500
+    config.eval_every, config.ckpt_every = 1500, 0
   config.adapt.method = 'student_alone' if arg.alone else 'distill'
   if not arg.alone:
     config.distill.teachers = (arg.teacher,)

@@ -34,20 +34,25 @@ class SuiteError(ValueError):
   """A malformed suite file; the message names the field."""
 
 
-def load_suite(spec: str, quick: bool = False) -> ml_collections.ConfigDict:
-  """Loads `suite.py[:arg]`, validates it, applies the quick variant."""
-  path, _, arg = spec.partition(':')
+def load_module_suite(path: str, arg: str | None) -> ml_collections.ConfigDict:
+  """Imports a suite file and calls its `get_suite(arg)`."""
   if not epath.Path(path).exists():
     raise SuiteError(f"suite file not found: {path}")
   module_spec = importlib.util.spec_from_file_location('_jaxadapt_suite', path)
   module = importlib.util.module_from_spec(module_spec)
   try:
     module_spec.loader.exec_module(module)
-    suite = module.get_suite(arg or None)
+    return module.get_suite(arg or None)
   except AttributeError as e:
     raise SuiteError(f"suite file {path} must define get_suite(arg): {e}") from None
-  except (SyntaxError, ImportError, NameError, TypeError) as e:
+  except (SyntaxError, ImportError, NameError, TypeError, config_lib.ConfigError) as e:
     raise SuiteError(f"could not load suite {path}: {type(e).__name__}: {e}") from None
+
+
+def load_suite(spec: str, quick: bool = False) -> ml_collections.ConfigDict:
+  """Loads `suite.py[:arg]`, validates it, applies the quick variant."""
+  path, _, arg = spec.partition(':')
+  suite = load_module_suite(path, arg)
   missing = [k for k in REQUIRED if k not in suite]
   if missing:
     raise SuiteError(f"suite {path} lacks {', '.join(missing)}; a suite defines "
@@ -124,7 +129,7 @@ def run_suite(spec: str, out: str, quick: bool = False,
   out_dir = epath.Path(out)
   out_dir.mkdir(parents=True, exist_ok=True)
   results_path = out_dir / 'results.jsonl'
-  done = {r['cell']: r for r in _read(results_path)}
+  done = {r['cell']: r for r in read_results(results_path)}
   runs = out_dir / 'runs'
 
   upstream_dir = runs / 'upstream'
@@ -142,7 +147,7 @@ def run_suite(spec: str, out: str, quick: bool = False,
         f'--config.{o}' for o in (*suite.get('common', ()), *suite.upstream.get('overrides', ()))])
     log(f"[upstream] pretraining {config.model.name} on {config.dataset.name} "
         f"classes {config.dataset.classes or 'all'}")
-    done['upstream'] = _run_cell(config, upstream_dir, 'upstream', {
+    done['upstream'] = run_cell(config, upstream_dir, 'upstream', {
         'task': 'upstream', 'method': 'pretrain', 'examples_per_class': 0, 'seed': config.seed,
         'pretrained': False}, results_path)
 
@@ -153,10 +158,10 @@ def run_suite(spec: str, out: str, quick: bool = False,
       continue
     config = configs[cell]
     elapsed = time.perf_counter() - t_start
-    eta = f", ETA {_fmt_s(elapsed / finished * (len(remaining) - finished))}" if finished else ''
+    eta = f", ETA {fmt_seconds(elapsed / finished * (len(remaining) - finished))}" if finished else ''
     log(f"[{finished + 1}/{len(remaining)}] {cell}: {config.num_steps} steps of "
         f"{config.batch_size}{eta}")
-    done[cell] = _run_cell(config, runs / cell, cell, {
+    done[cell] = run_cell(config, runs / cell, cell, {
         'task': task, 'method': method, 'examples_per_class': size, 'seed': seed,
         'pretrained': bool(config.init.checkpoint)}, results_path)
     finished += 1
@@ -165,7 +170,7 @@ def run_suite(spec: str, out: str, quick: bool = False,
   return list(done.values())
 
 
-def _run_cell(config, workdir: epath.Path, cell: str, info: dict, results_path) -> dict:
+def run_cell(config, workdir: epath.Path, cell: str, info: dict, results_path) -> dict:
   if workdir.exists():
     shutil.rmtree(workdir)  # a half-finished cell from a crash restarts cleanly
   t0 = time.perf_counter()
@@ -183,7 +188,7 @@ def _run_cell(config, workdir: epath.Path, cell: str, info: dict, results_path) 
   return record
 
 
-def _read(path: epath.Path) -> list[dict]:
+def read_results(path: epath.Path) -> list[dict]:
   if not path.exists():
     return []
   out = []
@@ -199,5 +204,5 @@ def _cell_id(task: str, method: str, size: int, seed: int) -> str:
   return f'{task}/{method}/{size}/{seed}'
 
 
-def _fmt_s(seconds: float) -> str:
+def fmt_seconds(seconds: float) -> str:
   return f'{seconds / 60:.0f} min' if seconds >= 90 else f'{seconds:.0f} s'
