@@ -24,7 +24,9 @@ MODELS = {
 }
 TINY = {'cnn': dict(widths=(4, 8), dense=16), 'cnn_small': dict(widths=(4, 8), dense=16),
         'resnet': dict(width=4, num_stages=2),
-        'vit': dict(width=16, depth=1, num_heads=2)}
+        'vit': dict(width=16, depth=1, num_heads=2),
+        # MNIST-1D models (configs/mnist1d/train.py).
+        'linear': {}, 'mlp': dict(widths=(16, 16)), 'cnn1d': dict(channels=4), 'gru': dict(hidden=2)}
 
 # The transfer split used throughout: pretrain on the first five classes
 # (T-shirt/top, Trouser, Pullover, Dress, Coat), adapt to the other five
