@@ -5,7 +5,8 @@ Ops (applied left to right, after casting the input to float32):
   scale                 divide by 255 (uint8 range -> [0, 1])
   normalize(m, s)       (x - m) / s; per channel with 2C args: normalize(m1,..,mC, s1,..,sC)
   resize(size|h,w)      bilinear resize with jax.image.resize (images only)
-  pad_crop(pad)         zero-pad by `pad`, random crop back to the input size (train only; images only)
+  pad_crop(pad)         zero-pad by `pad`, random crop back to the input size (train only;
+                        images only)
   flip                  random horizontal flip per example (train only; images only)
   gray2rgb              repeat a single channel to 3
   permute(seed)         one fixed permutation of the flattened spatial positions (sequence steps,
@@ -216,7 +217,8 @@ def make_preprocess(spec: str) -> Preprocess:
         if train and needs_rng and rng is None:
             raise ValueError(f"preprocess spec '{spec}' has random ops: pass an rng when train=True")
         if images.ndim < 3:
-            raise ValueError(f'expected a batch [N, H, W, C] or [N, L, C], got shape {images.shape}')
+            raise ValueError(f'expected a batch [N, H, W, C] or [N, L, C], got shape '
+                             f'{images.shape}')
         x = jnp.asarray(images).astype(jnp.float32)
         for i, op in enumerate(ops):
             op.shape(tuple(x.shape[1:]))  # Validates channel counts with a readable error.
