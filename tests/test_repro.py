@@ -131,3 +131,30 @@ def test_report_errors_name_the_fix(tmp_path, capsys):
   _write(tmp_path, {'report': 'nope'}, [])
   with pytest.raises(ValueError, match="unknown report 'nope'; known: transferability, table"):
     repro_report.write_report(tmp_path)
+
+
+@pytest.mark.parametrize('suite, rows, png', [
+    ('mnist1d', ['| linear |', '| mlp |', '| cnn1d |', '| gru |'], None),
+    ('distillation', ['| teacher |', '| student alone |', '| distilled, T=2 |', '| distilled, T=8 |'],
+     'distillation_vs_temperature.png'),
+])
+def test_mnist1d_suites_quick(tmp_path, suite, rows, png):
+  out = tmp_path / suite
+  assert cli.main(['bench', '--suite', str(ROOT / f'configs/suites/{suite}.py'), '--out', str(out),
+                   '--quick']) == 0
+  report = (out / 'report.md').read_text()
+  for row in rows:
+    assert row in report
+  if png:
+    assert (out / png).stat().st_size > 5000
+  records = _records(out)
+  if suite == 'mnist1d':  # ours beside the paper's number in every cell
+    assert '| cnn1d | ' in report and ' / 94 | ' in report and ' / 56 |' in report
+    assert {r['tags']['positions'] for r in records} == {'ordered', 'shuffled'}
+    shuffled = next(r for r in records if r['tags']['positions'] == 'shuffled')
+    assert shuffled['config']['preprocess']['train'] == 'permute(42)'
+  else:  # students read the teacher's workdir, which is kept
+    teacher = out / 'runs' / 'teacher'
+    assert all(r['config']['distill']['teachers'] == [str(teacher)]
+               for r in records if r['tags']['role'] == 'distilled')
+    assert (teacher / 'config.json').exists()
