@@ -108,9 +108,9 @@ def test_distillation_report_gap_closed_and_errors(tmp_path):
   _write(tmp_path, {'report': 'distillation', 'test_examples': 1000}, records)
   text, plots = repro_report.write_report(tmp_path)
   # alone = 0.91, teacher = 0.99: T=4 closes (0.96 - 0.91) / 0.08 = 62.5% of the gap.
-  assert '| distilled, T=4 | 1,000 | 96.0 ± 0.0 | 40 | 62% |' in text
-  assert '| student alone | 1,000 | 91.0 ± 1.4 | 90 | 0% |' in text
-  assert '| distilled, T=1 | 1,000 | 91.0 | 90 | 0% |' in text
+  assert '| distilled, T=4 | 1,000 | 96.0 ± 0.0 | 40 | 62% | 2 of 2 |' in text
+  assert '| student alone | 1,000 | 91.0 ± 1.4 | 90 | 0% | |' in text
+  assert '| distilled, T=1 | 1,000 | 91.0 | 90 | 0% | 1 of 1 |' in text  # 0.91 > seed 0's 0.90
   assert 'test errors (of 1,000)' in text
   assert pathlib.Path(plots[0]).stat().st_size > 5000
 

@@ -9,8 +9,8 @@ configs/reproductions/transferability.py trained from scratch on each half.
 For every cut n = 1..7: BnB / AnB copy layers 1..n of baseB / baseA, freeze
 them and train re-initialised layers n+1..8 on B; BnB+ / AnB+ fine-tune the
 copied layers too. report.md and transferability.png give the paper's Fig. 2.
-Arguments: splits (how many random class splits, default 2), quick (tiny
-model and steps, two cuts).
+Arguments: splits (how many random class splits, default 2), steps (per
+run, default 600; every run gets the same), quick (tiny model and steps, two cuts).
 """
 
 import ml_collections
@@ -28,7 +28,7 @@ def class_split(seed: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
 
 
 def get_suite(arg=None):
-  arg = config_lib.parse_arg(arg, splits=2, quick=False)
+  arg = config_lib.parse_arg(arg, splits=2, steps=600, quick=False)
   s = ml_collections.ConfigDict()
   s.report = 'transferability'
   s.title = 'Transferability of features (Yosinski et al. 2014) on Fashion-MNIST halves'
@@ -50,7 +50,7 @@ def get_suite(arg=None):
   s.runs = []
   for split in range(1 if arg.quick else arg.splits):
     a, b = class_split(split)
-    extra = quick if arg.quick else ()
+    extra = quick if arg.quick else (f'num_steps={arg.steps}',)
     on = lambda classes: (f'dataset.classes={classes}', 'seed=' + str(split),
                           'dataset.subset_seed=' + str(split)) + extra
     s.runs.append(dict(name=f's{split}/baseA', config=CONFIG, overrides=on(a),

@@ -222,18 +222,20 @@ def distillation(records: list[dict], meta: dict, out: str) -> tuple[str, list[s
   a_acc = _stats([r['test_accuracy'] for r in alone]) if alone else None
   temps = sorted({r['tags']['temperature'] for r in distilled})
   params = lambda rs: f"{rs[0]['total_params']:,}" if rs else '-'
-  lines = [f'{_minutes(records)}.', '',
-           '| model | params | test accuracy | test errors (of N) | gap closed |',
-           '|---|---:|---:|---:|---:|']
+  alone_by_seed = {r['tags'].get('seed', 0): r['test_accuracy'] for r in alone}
+  lines = [f'{_minutes(records)}. Accuracy mean ± std over seeds; "beats alone" counts the '
+           f'seeds where the distilled student beats the student alone of the same seed.', '',
+           '| model | params | test accuracy | test errors (of N) | gap closed | beats alone |',
+           '|---|---:|---:|---:|---:|---:|']
   n_test = meta.get('test_examples')
 
   def errors(mean: float) -> str:
     return f'{(1 - mean) * n_test:.0f}' if n_test else '-'
 
   if t_acc:
-    lines.append(f'| teacher | {params(teacher)} | {_pct(*t_acc)} | {errors(t_acc[0])} | |')
+    lines.append(f'| teacher | {params(teacher)} | {_pct(*t_acc)} | {errors(t_acc[0])} | | |')
   if a_acc:
-    lines.append(f'| student alone | {params(alone)} | {_pct(*a_acc)} | {errors(a_acc[0])} | 0% |')
+    lines.append(f'| student alone | {params(alone)} | {_pct(*a_acc)} | {errors(a_acc[0])} | 0% | |')
   curve = []
   for t in temps:
     rs = [r for r in distilled if r['tags']['temperature'] == t]
@@ -241,8 +243,10 @@ def distillation(records: list[dict], meta: dict, out: str) -> tuple[str, list[s
     gap = (m[0] - a_acc[0]) / (t_acc[0] - a_acc[0]) if t_acc and a_acc and t_acc[0] != a_acc[0] \
         else float('nan')
     curve.append((t, m, gap))
+    paired = [r['test_accuracy'] > alone_by_seed[r['tags'].get('seed', 0)] for r in rs
+              if r['tags'].get('seed', 0) in alone_by_seed]
     lines.append(f'| distilled, T={t:g} | {params(rs)} | {_pct(*m)} | {errors(m[0])} | '
-                 f'{100 * gap:.0f}% |')
+                 f'{100 * gap:.0f}% | {sum(paired)} of {len(paired)} |')
   if n_test:
     lines[2] = lines[2].replace('of N', f'of {n_test:,}')
   if meta.get('published'):
