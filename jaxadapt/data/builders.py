@@ -196,8 +196,9 @@ class Mnist1dLocal(_LocalBuilder):
     """MNIST-1D (Greydanus 2020): 40-step float sequences, 10 classes; train 4000 / test 1000.
 
     Generated offline by the `mnist1d` package's own generator with its default
-    arguments (`make_dataset(get_dataset_args())`, seed 42): the same arrays the
-    paper's pickle holds, built locally. Its download path is never used.
+    arguments (`make_dataset(get_dataset_args())`, seed 42), the recipe of the
+    paper's pickle (byte equality with that pickle is unverified: it needs a
+    download). Its download path is never used.
     Examples are 'image' float32 (40, 1) (sequence position, channel), already
     standardised to mean 0 / std 1 over the whole dataset, and 'label' 0..9.
     """
