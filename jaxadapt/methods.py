@@ -30,7 +30,16 @@ def blocks(model: ml_collections.ConfigDict) -> tuple[list[str], list[str], list
     stem = ['embedding', 'cls', 'pos_embedding'] if kw.get('pool', 'cls') == 'cls' else [
         'embedding', 'pos_embedding']
     return stem, [f'encoder/block{i}' for i in range(1, n + 1)], ['encoder/norm']
-  raise ValueError(f"unknown model '{model.name}' for adaptation rules; choose cnn, resnet or vit")
+  if model.name == 'mlp':
+    return [], [f'fc{i}' for i in range(1, len(kw.get('widths', (100, 100))) + 1)], []
+  if model.name == 'cnn1d':
+    return [], [f'conv{i}' for i in range(1, len(kw.get('kernel_sizes', (5, 3, 3))) + 1)], []
+  if model.name == 'gru':
+    return [], ['gru'], []
+  if model.name == 'linear':
+    return [], [], []
+  raise ValueError(f"unknown model '{model.name}' for adaptation rules; choose cnn, resnet, vit, "
+                   f"mlp, cnn1d, gru or linear")
 
 
 def _under(prefix: str) -> str:
@@ -70,7 +79,12 @@ def apply(config: ml_collections.ConfigDict, method: str, k: int = 1, rank: int 
   elif method == 'lora':
     kernels = {'cnn': r'(block\d+/conv\d+|dense)/kernel',
                'resnet': r'stage\d+/block\d+/conv\d+/kernel',
-               'vit': r'encoder/block\d+/(attn/(query|value)|mlp/fc\d)/kernel'}[config.model.name]
+               'vit': r'encoder/block\d+/(attn/(query|value)|mlp/fc\d)/kernel',
+               'mlp': r'fc\d+/kernel',
+               'gru': r'gru/.*/(i|h)[rzn]/kernel'}.get(config.model.name)
+    if kernels is None:  # cnn1d's 3D conv kernels, linear's head only
+      raise ValueError(f"lora: no adapter targets for model '{config.model.name}' (LoRA adapts 2D "
+                       f"Dense and 4D Conv kernels); use bitfit or partial_ft instead")
     config.adapt.lora.rules = ((kernels, rank),)
     config.adapt.trainable = (('lora/.*', 'train'), ('head/.*', 'train'), ('.*', 'frozen'))
   return config

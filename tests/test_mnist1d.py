@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from mnist1d.data import get_dataset_args, make_dataset
 
-from jaxadapt import cli, config as config_lib, partition
+from jaxadapt import cli, config as config_lib, methods, partition
 from jaxadapt.data import dataset_info, generate_mnist1d, load_split, make_preprocess, output_shape
 from jaxadapt.data.preprocess import permutation
 from jaxadapt.metrics import read_metrics
@@ -196,3 +196,28 @@ def test_cli_smoke_run(tmp_path, data_dir):
   final = [r for r in records if 'test/accuracy' in r][-1]
   assert final['step'] == 6 and 0.0 <= final['test/accuracy'] <= 1.0
   assert 'conv3/kernel' in (wd / 'params.txt').read_text()
+
+
+@pytest.mark.parametrize('model, method, trainable', [
+    ('mlp', 'linear_probe', {'head/kernel', 'head/bias'}),
+    ('mlp', 'partial_ft', {'fc2/kernel', 'fc2/bias', 'head/kernel', 'head/bias'}),
+    ('cnn1d', 'partial_ft', {'conv3/kernel', 'conv3/bias', 'head/kernel', 'head/bias'}),
+    ('cnn1d', 'bitfit', {'conv1/bias', 'conv2/bias', 'conv3/bias', 'head/kernel', 'head/bias'}),
+    ('gru', 'partial_ft', None),  # one block: everything trains
+])
+def test_adaptation_methods_cover_the_mnist1d_models(model, method, trainable):
+  config = config_lib.load_config(f'{CONFIG}:model={model}')
+  with config.unlocked():
+    methods.apply(config, method)
+  net = build_model(model, 10, **config.model.kwargs)
+  params = net.init(jax.random.PRNGKey(0), jnp.zeros((2, 40, 1)))['params']
+  paths = list(partition.flatten(params))
+  decided = partition.match(config.adapt.trainable, paths, 'adapt.trainable')
+  got = {p for p, v in decided.items() if v == 'train'}
+  assert got == (set(paths) if trainable is None else trainable)
+
+
+def test_lora_on_cnn1d_says_what_to_use_instead():
+  config = config_lib.load_config(f'{CONFIG}:model=cnn1d')
+  with config.unlocked(), pytest.raises(ValueError, match="no adapter targets for model 'cnn1d'"):
+    methods.apply(config, 'lora')
