@@ -75,6 +75,7 @@ def _suite(tmp_path, runs: str) -> str:
      "uses {run:a}, which is not an earlier run; list 'a' before 'b'"),
     ("[dict(name='a b', config='x.py')]", "needs a 'name'"),
     ("[dict(name='a')]", "run 'a' needs a 'config' file"),
+    ("[]", "lists no runs"),
 ])
 def test_bad_run_lists_fail_before_any_run(tmp_path, runs, message):
   with pytest.raises(runner.SuiteError, match=message.replace('{', r'\{').replace('+', r'\+')):

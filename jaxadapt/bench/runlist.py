@@ -50,6 +50,9 @@ def load(spec: str, quick: bool = False) -> ml_collections.ConfigDict:
   if missing:
     raise runner.SuiteError(f"suite {path} lacks {', '.join(missing)}; a run-list suite defines "
                             f"{', '.join(REQUIRED)}")
+  if not suite.runs:
+    raise runner.SuiteError(f"suite {path} ({arg or 'no arguments'}) lists no runs; check its "
+                            f"arguments (e.g. splits=0, seeds=0)")
   seen: set[str] = set()
   for i, run in enumerate(suite.runs):
     name = run.get('name')
