@@ -2,6 +2,7 @@
 
 import json
 import pathlib
+import shutil
 
 import pytest
 
@@ -159,3 +160,21 @@ def test_mnist1d_suites_quick(tmp_path, suite, rows, png):
     assert all(r['config']['distill']['teachers'] == [str(teacher)]
                for r in records if r['tags']['role'] == 'distilled')
     assert (teacher / 'config.json').exists()
+
+
+def test_dependent_run_whose_base_is_gone_names_the_fix(tmp_path, capsys):
+  config = str(ROOT / 'configs/mnist1d/train.py') + ':model=linear,smoke'
+  spec = _suite(tmp_path, f"[dict(name='a', config='{config}'), dict(name='b', config='{config}', "
+                          f"overrides=('init.checkpoint={{run:a}}',))]")
+  out = tmp_path / 'out'
+  assert cli.main(['bench', '--suite', spec, '--out', str(out)]) == 0
+  b = next(r for r in _records(out) if r['cell'] == 'b')
+  assert b['config']['init']['checkpoint'] == str(out / 'runs' / 'a')
+  assert (out / 'runs/a/config.json').exists() and not (out / 'runs/b').exists()
+  # Lose a's workdir and b's record: b cannot run again, and the error says what to do.
+  shutil.rmtree(out / 'runs' / 'a')
+  lines = (out / 'results.jsonl').read_text().splitlines()
+  (out / 'results.jsonl').write_text(''.join(l + '\n' for l in lines if '"cell": "b"' not in l))
+  assert cli.main(['bench', '--suite', spec, '--out', str(out)]) == 2
+  err = capsys.readouterr().err
+  assert "run 'b' needs the workdir of 'a', which is gone" in err and 'results.jsonl' in err

@@ -193,6 +193,7 @@ def table(records: list[dict], meta: dict, out: str) -> tuple[str, list[str]]:
   """Rows x columns of test accuracy (mean ± std over seeds) beside the published values."""
   spec = meta.get('table', {})
   row_tag, col_tag = spec.get('rows', 'model'), spec.get('columns', 'variant')
+  records = [dict(r, tags={row_tag: '-', col_tag: '-', **r['tags']}) for r in records]  # untagged
   rows = list(dict.fromkeys(r['tags'][row_tag] for r in records))
   cols = list(dict.fromkeys(r['tags'][col_tag] for r in records))
   published = meta.get('published', {})
