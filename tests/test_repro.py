@@ -87,7 +87,13 @@ def test_bad_override_fails_before_any_run(tmp_path, capsys):
   spec = _suite(tmp_path, "[dict(name='a', config='configs/mnist_like_missing.py')]")
   assert cli.main(['bench', '--suite', spec, '--out', str(tmp_path / 'out')]) == 2
   assert 'config file not found: configs/mnist_like_missing.py' in capsys.readouterr().err
-  assert not (tmp_path / 'out' / 'runs').exists()
+  assert not (tmp_path / 'out').exists()
+
+
+def test_quick_and_full_results_never_mix(transfer, capsys):
+  assert cli.main(['bench', '--suite', TRANSFER, '--out', str(transfer)]) == 2
+  assert 'holds a transferability suite (--quick); write this transferability suite to another ' \
+      '--out' in capsys.readouterr().err
 
 
 def _write(out: pathlib.Path, meta: dict, records: list[dict]) -> None:

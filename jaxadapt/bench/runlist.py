@@ -89,18 +89,26 @@ def run_suite(spec: str, out: str, quick: bool = False,
   """Runs every unfinished run of the suite in order; returns all result records."""
   suite = load(spec, quick)
   out_dir = epath.Path(out)
-  out_dir.mkdir(parents=True, exist_ok=True)
   results_path = out_dir / 'results.jsonl'
   runs_dir = out_dir / 'runs'
+  # Every config is built before anything is written: a bad override fails at once.
+  common = tuple(suite.get('common', ()))
+  configs = {run['name']: run_config(run, runs_dir, common) for run in suite.runs}
   # The report needs the suite's report kind and published numbers without the suite file.
   meta = {'report': suite.report, 'quick': quick,
           **{k: _plain(suite[k]) for k in ('title', 'published', 'table', 'test_examples')
              if k in suite}}
-  (out_dir / 'suite.json').write_text(json.dumps(meta, indent=1, sort_keys=True) + '\n')
+  meta_path = out_dir / 'suite.json'
+  if meta_path.exists():
+    old = json.loads(meta_path.read_text())
+    if (old.get('report'), old.get('quick')) != (meta['report'], quick):
+      raise runner.SuiteError(
+          f"{out} holds a {old.get('report')} suite{' (--quick)' if old.get('quick') else ''}; "
+          f"write this {meta['report']} suite{' (--quick)' if quick else ''} to another --out")
+  out_dir.mkdir(parents=True, exist_ok=True)
+  meta_path.write_text(json.dumps(meta, indent=1, sort_keys=True) + '\n')
 
   done = {r['cell']: r for r in runner.read_results(results_path)}
-  common = tuple(suite.get('common', ()))
-  configs = {run['name']: run_config(run, runs_dir, common) for run in suite.runs}
   referenced = {ref for run in suite.runs for ref in _refs(run)}
   remaining = [run for run in suite.runs if run['name'] not in done]
   log(f"[repro] {len(suite.runs)} runs, {len(suite.runs) - len(remaining)} already done, "
