@@ -113,8 +113,8 @@ def test_fabricated_half_written_step_is_ignored(reference, tmp_path):
   _assert_bitwise_equal(_params(reference), _params(workdir))
 
 
-def test_kill_9_during_save_then_resume(reference, tmp_path):
-  workdir = tmp_path / 'killed'
+def _kill_during_save(workdir: pathlib.Path) -> list[str]:
+  """Runs the trainer, SIGKILLs it once the save of step 6 has started; returns the steps left."""
   saving = workdir / 'checkpoints' / f'6{TMP}' / f'default{TMP}'
   proc = subprocess.Popen(_command(workdir), env=_env(), cwd=ROOT, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True)
@@ -133,12 +133,27 @@ def test_kill_9_during_save_then_resume(reference, tmp_path):
     out = proc.communicate(timeout=60)[0]
   assert killed_mid_save, f'exited {proc.returncode} before saving step 6\n{out[-4000:]}'
   assert proc.returncode == -signal.SIGKILL, out[-4000:]
-  steps = _steps(workdir)
-  if '6' in steps:  # the rename won the race against SIGKILL (the machine stalled us >100 ms)
-    pytest.skip(f'the save of step 6 finished before SIGKILL landed: {steps}')
-  assert steps == ['3', f'6{TMP}'], steps
+  return _steps(workdir)
+
+
+def test_kill_9_during_save_then_resume(reference, tmp_path):
+  # The save takes ~150 ms and we poll every millisecond, but a stalled machine can let
+  # the final rename win the race against SIGKILL: try again in a fresh workdir.
+  for attempt in range(3):
+    workdir = tmp_path / f'killed{attempt}'
+    steps = _kill_during_save(workdir)
+    if '6' not in steps:
+      break
+  if '6' in steps:
+    # Never caught mid-save (the fabricated test above covers that state deterministically);
+    # a kill right after a finished save must still resume from it, bitwise.
+    assert steps[-1] == '6', steps
+    resumed_from = 6
+  else:
+    assert steps == ['3', f'6{TMP}'], steps
+    resumed_from = 3
 
   out = _train(workdir, quiet=False)
-  assert 'resumed from step 3' in out, out[-4000:]
+  assert f'resumed from step {resumed_from}' in out, out[-4000:]
   assert _steps(workdir) == ['6', '9']
   _assert_bitwise_equal(_params(reference), _params(workdir))
