@@ -108,6 +108,23 @@ def save_config(config: ml_collections.ConfigDict, path: epath.PathLike) -> None
   tmp.replace(path)
 
 
+def differing_keys(a: dict, b: dict, ignore: Sequence[str] = ()) -> list[str]:
+  """Dotted keys ('optim.lr') whose values differ between two config dicts, sorted."""
+  flat_a, flat_b = _leaves(a), _leaves(b)
+  return sorted(k for k in set(flat_a) | set(flat_b)
+                if k not in ignore and flat_a.get(k) != flat_b.get(k))
+
+
+def _leaves(tree: Any, prefix: str = '') -> dict[str, str]:
+  """Flat {'a.b': json} view of a nested dict, so any difference names its key."""
+  if not isinstance(tree, dict):
+    return {prefix: json.dumps(tree, default=str)}
+  out = {}
+  for k, v in tree.items():
+    out.update(_leaves(v, f'{prefix}.{k}' if prefix else k))
+  return out
+
+
 def _coerce(raw: str, like: Any, what: str) -> Any:
   """Turns shell text into a value of the same type as `like`."""
   if isinstance(like, bool):

@@ -369,19 +369,9 @@ def _warn_on_config_change(workdir: epath.Path, config, log) -> None:
     return
   old = json.loads(path.read_text())
   new = json.loads(json.dumps(config.to_dict(), default=str))
-  changed = sorted(k for k in set(_leaves(old)) | set(_leaves(new))
-                   if _leaves(old).get(k) != _leaves(new).get(k))
+  changed = config_lib.differing_keys(old, new)
   if changed:
     log(f"warning: config differs from the one in {path} at: {', '.join(changed)}")
-
-
-def _leaves(tree, prefix='') -> dict:
-  if not isinstance(tree, dict):
-    return {prefix: json.dumps(tree)}
-  out = {}
-  for k, v in tree.items():
-    out.update(_leaves(v, f'{prefix}.{k}' if prefix else k))
-  return out
 
 
 class _StopOnSignal:

@@ -56,3 +56,11 @@ def test_missing_file_and_bad_variant():
     config_lib.load_config('configs/nope.py')
   with pytest.raises(config_lib.ConfigError, match="unknown model 'resnte'"):
     config_lib.load_config(f'{SCRATCH}:model=resnte')
+
+
+def test_differing_keys_names_nested_keys_and_skips_ignored_ones():
+  a = {'seed': 0, 'optim': {'lr': 0.1, 'rules': [['.*', 1.0]]}, 'model': {'name': 'cnn'}}
+  b = {'seed': 1, 'optim': {'lr': 0.2, 'rules': [['.*', 1.0]]}, 'extra': None}
+  assert config_lib.differing_keys(a, b) == ['extra', 'model.name', 'optim.lr', 'seed']
+  assert config_lib.differing_keys(a, b, ignore=('seed', 'extra')) == ['model.name', 'optim.lr']
+  assert config_lib.differing_keys(a, a) == []

@@ -41,7 +41,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from jaxadapt import data, metrics as metrics_lib, sharding, step as step_lib
+from jaxadapt import config as config_lib, data, metrics as metrics_lib, sharding, step as step_lib
 from jaxadapt import train as train_lib
 
 # The only keys in which the configs of one cell's seeds may differ.
@@ -52,11 +52,8 @@ def check_seed_configs(configs: Sequence[ml_collections.ConfigDict]) -> None:
   """Raises ValueError unless the configs can be trained as one vmapped program."""
   if not configs:
     raise ValueError('train_seeds needs at least one config')
-  base = _leaves(configs[0].to_dict())
   for i, config in enumerate(configs[1:], start=1):
-    other = _leaves(config.to_dict())
-    differ = sorted(k for k in set(base) | set(other)
-                    if k not in PER_SEED_KEYS and base.get(k) != other.get(k))
+    differ = config_lib.differing_keys(configs[0].to_dict(), config.to_dict(), PER_SEED_KEYS)
     if differ:
       raise ValueError(f"configs 0 and {i} differ at {', '.join(differ)}; seeds trained together "
                        f"may differ only in {', '.join(PER_SEED_KEYS)}")
@@ -240,16 +237,6 @@ def _loop_seconds(workdir: str) -> float:
   return seconds
 
 
-def _leaves(tree, prefix: str = '') -> dict[str, str]:
-  """Flat {'a.b': json} view of a config dict, so any difference names its key."""
-  if not isinstance(tree, dict):
-    return {prefix: json.dumps(tree, default=str)}
-  out = {}
-  for k, v in tree.items():
-    out.update(_leaves(v, f'{prefix}.{k}' if prefix else k))
-  return out
-
-
 def main(argv: Sequence[str] | None = None) -> None:
   """Measures the speedup on one cell of a suite and prints it as JSON."""
   from jaxadapt.bench import runner  # Local import: only the command line needs suites.
@@ -265,8 +252,8 @@ def main(argv: Sequence[str] | None = None) -> None:
   task, method, size = args.cell.split('/')
   configs = [runner.cell_config(suite, task, method, int(size), int(s), args.upstream, None)
              for s in args.seeds.split(',')]
-  print(json.dumps(measure_speedup(configs, warmup=not args.no_warmup,
-                                                    batching=args.batching), indent=1), flush=True)
+  print(json.dumps(measure_speedup(configs, warmup=not args.no_warmup, batching=args.batching),
+                   indent=1), flush=True)
 
 
 if __name__ == '__main__':
