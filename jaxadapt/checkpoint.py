@@ -49,13 +49,18 @@ class Checkpointer:
     self.manager.close()
 
 
+def absolute(path: epath.PathLike) -> epath.Path:
+  """Orbax wants absolute paths; cloud paths (gs://...) already are."""
+  return epath.Path(path if '://' in str(path) else os.path.abspath(path))
+
+
 def restore_params(path: epath.PathLike, step: int | None = None) -> Any:
   """Reads only the `params` subtree of a saved train state, as host numpy arrays.
 
   `path` is a workdir (its latest checkpoint is used) or a checkpoints
   directory, or one step's directory inside it.
   """
-  path = epath.Path(path if '://' in str(path) else os.path.abspath(path))  # Orbax: absolute
+  path = absolute(path)
   if (path / 'checkpoints').exists():
     path = path / 'checkpoints'
   if not path.exists():

@@ -11,7 +11,6 @@ import dataclasses
 import functools
 import json
 import math
-import os
 import signal
 import sys
 import time
@@ -37,7 +36,7 @@ class WorkdirError(ValueError):
 def train(config: ml_collections.ConfigDict, workdir: str, *, quiet: bool = False) -> dict[str, Any]:
   """Trains (or resumes) the run in `workdir`; returns the final eval metrics."""
   log = (lambda *a: None) if quiet or jax.process_index() else (lambda *a: print(*a, flush=True))
-  workdir = absolute(workdir)
+  workdir = checkpoint.absolute(workdir)
 
   # ---------------------------------------------------------------- mesh
   mesh = sharding.make_mesh(config.mesh)
@@ -51,10 +50,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, quiet: bool = Fals
   eval_splits = {'val': config.dataset.val_split, 'test': config.dataset.test_split}
   eval_arrays = {name: data.load_split(_full_split(config.dataset), split)
                  for name, split in eval_splits.items() if split}
-  make_source = lambda arrays: data.BatchSource(
-      arrays, config.batch_size, config.seed, shuffle=True, drop_remainder=True,
-      process_index=jax.process_index(), process_count=jax.process_count())
-  source = make_source(train_arrays)
+  source = train_source(train_arrays, config)
   total_steps = config.num_steps or math.ceil(config.num_epochs * source.steps_per_epoch)
   eval_every = config.eval_every or source.steps_per_epoch
   log(f"data: {config.dataset.name} train={len(train_arrays['label'])} "
@@ -80,7 +76,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, quiet: bool = Fals
       train_arrays = {**train_arrays, 'teacher_logits': distill.cache_logits(
           teachers, lambda x: exp.preprocess_eval(x, None, False), train_arrays,
           config.eval_batch_size, mesh)}
-      source = make_source(train_arrays)
+      source = train_source(train_arrays, config)
       aux = None
       log(f"distill: cached teacher logits for {len(train_arrays['label'])} examples")
 
@@ -306,9 +302,11 @@ def _fast_probe(config, exp: Experiment, mesh, train_arrays, eval_arrays, workdi
   return results
 
 
-def absolute(path: str) -> epath.Path:
-  """Orbax wants absolute paths; cloud paths (gs://...) already are."""
-  return epath.Path(path if '://' in str(path) else os.path.abspath(path))
+def train_source(arrays: dict, config: ml_collections.ConfigDict) -> data.BatchSource:
+  """This process's shuffled training batches, a pure function of (config.seed, step)."""
+  return data.BatchSource(arrays, config.batch_size, config.seed, shuffle=True,
+                          drop_remainder=True, process_index=jax.process_index(),
+                          process_count=jax.process_count())
 
 
 def compiled_flops(compiled) -> float:

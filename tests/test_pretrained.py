@@ -1,7 +1,6 @@
 """Pretrained initialisation: what loads, what stays fresh, renames, formats, resizes, errors."""
 
 import atexit
-import json
 import os
 import pathlib
 import shutil

@@ -3,8 +3,6 @@
 import json
 import pathlib
 
-import jax
-import numpy as np
 import pytest
 
 from jaxadapt import cli

@@ -97,10 +97,7 @@ def _train_seeds(configs, devices=None, timings: dict[str, float] | None = None,
   eval_splits = {'val': config.dataset.val_split, 'test': config.dataset.test_split}
   eval_arrays = {name: data.load_split(train_lib._full_split(config.dataset), split)
                  for name, split in eval_splits.items() if split}
-  sources = [data.BatchSource(a, c.batch_size, c.seed, shuffle=True, drop_remainder=True,
-                              process_index=jax.process_index(),
-                              process_count=jax.process_count())
-             for a, c in zip(train_arrays, configs)]
+  sources = [train_lib.train_source(a, c) for a, c in zip(train_arrays, configs)]
   steps = {config.num_steps or math.ceil(config.num_epochs * s.steps_per_epoch) for s in sources}
   if len(steps) != 1:  # only possible with num_epochs and subsets of unequal size
     raise ValueError(f"the seeds' subsets give different step counts {sorted(steps)}; "
