@@ -40,16 +40,19 @@ def load_results(path: str | os.PathLike) -> list[dict]:
   return records
 
 
-def _adaptation_runs(records: Iterable[dict]) -> list[dict]:
-  """Drops the upstream run; a cell run twice (a resumed bench) keeps its last record."""
-  latest: dict[Any, dict] = {}
+def latest(records: Iterable[dict]) -> list[dict]:
+  """One record per cell: a cell run twice (a resumed bench) keeps its last record."""
+  by_cell: dict[Any, dict] = {}
   for r in records:
-    if r['task'] == UPSTREAM_TASK:
-      continue
     key = r.get('cell') or (r['task'], r['method'], r['examples_per_class'], r['seed'])
-    latest.pop(key, None)  # re-insert so the dict order follows the last occurrence
-    latest[key] = r
-  return list(latest.values())
+    by_cell.pop(key, None)  # re-insert so the dict order follows the last occurrence
+    by_cell[key] = r
+  return list(by_cell.values())
+
+
+def _adaptation_runs(records: Iterable[dict]) -> list[dict]:
+  """The latest record of every cell but the upstream run."""
+  return latest(r for r in records if r['task'] != UPSTREAM_TASK)
 
 
 def _method_key(method: str) -> tuple[int, str]:

@@ -22,8 +22,9 @@ import os
 from typing import Callable
 
 import numpy as np
+from etils import epath
 
-from jaxadapt.bench import runner
+from jaxadapt.bench import report, runner
 
 VARIANTS = ('baseB', 'BnB', 'BnB+', 'AnB', 'AnB+')  # the paper's order and names
 
@@ -39,7 +40,7 @@ def write_report(results_dir: str | os.PathLike) -> tuple[str, list[str]]:
     meta = json.load(f)
   if meta['report'] not in KINDS:
     raise ValueError(f"suite.json: unknown report '{meta['report']}'; known: {', '.join(KINDS)}")
-  records = _latest(runner.read_results(_epath(os.path.join(out, 'results.jsonl'))))
+  records = report.latest(runner.read_results(epath.Path(out) / 'results.jsonl'))
   text, plots = KINDS[meta['report']](records, meta, out)
   title = meta.get('title') or meta['report']
   quick = '\n_Quick variant: tiny models and steps; the numbers only show that it runs._\n' \
@@ -57,20 +58,6 @@ def is_repro_results(results_dir: str | os.PathLike) -> bool:
 
 
 # ------------------------------------------------------------------ helpers
-
-def _epath(path: str):
-  from etils import epath
-  return epath.Path(path)
-
-
-def _latest(records: list[dict]) -> list[dict]:
-  """A run recorded twice (rerun after deleting its workdir) keeps its last record."""
-  by_cell: dict[str, dict] = {}
-  for r in records:
-    by_cell.pop(r['cell'], None)
-    by_cell[r['cell']] = r
-  return list(by_cell.values())
-
 
 def _stats(values: list[float]) -> tuple[float, float, int]:
   a = np.asarray(values, dtype=np.float64)
