@@ -17,3 +17,14 @@ def trained_run(tmp_path_factory, name, spec, *overrides):
   assert code == 0, f'training {spec} failed'
   marker.write_text(key)
   return wd
+
+
+def quick_bench(out, suite):
+  """Runs `jaxadapt bench --quick` for `suite` into `out`; returns `out`."""
+  assert cli.main(['bench', '--suite', str(suite), '--out', str(out), '--quick']) == 0
+  return out
+
+
+def bench_records(out) -> list[dict]:
+  """The records of `out/results.jsonl`, in file order."""
+  return [json.loads(l) for l in (out / 'results.jsonl').read_text().splitlines()]

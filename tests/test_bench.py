@@ -1,11 +1,11 @@
 """The benchmark suite end to end on a tiny suite: results, report, plots, resume, errors."""
 
-import json
 import pathlib
 
 import pytest
 
 from jaxadapt import cli
+from shared_runs import bench_records, quick_bench
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TINY = str(ROOT / 'configs/suites/fashion_mnist.py') + ':tiny'
@@ -13,13 +13,11 @@ TINY = str(ROOT / 'configs/suites/fashion_mnist.py') + ':tiny'
 
 @pytest.fixture(scope='module')
 def results(tmp_path_factory):
-  out = tmp_path_factory.mktemp('bench') / 'results'
-  assert cli.main(['bench', '--suite', TINY, '--out', str(out), '--quick']) == 0
-  return out
+  return quick_bench(tmp_path_factory.mktemp('bench') / 'results', TINY)
 
 
 def test_quick_writes_results_report_and_plots(results):
-  records = [json.loads(l) for l in (results / 'results.jsonl').read_text().splitlines()]
+  records = bench_records(results)
   cells = {r['cell'] for r in records}
   assert 'upstream' in cells
   methods = {r['method'] for r in records if r['task'] != 'upstream'}

@@ -8,6 +8,7 @@ import pytest
 
 from jaxadapt import cli
 from jaxadapt.bench import repro_report, runlist, runner
+from shared_runs import bench_records, quick_bench
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TRANSFER = str(ROOT / 'configs/suites/transferability.py')
@@ -15,17 +16,11 @@ TRANSFER = str(ROOT / 'configs/suites/transferability.py')
 
 @pytest.fixture(scope='module')
 def transfer(tmp_path_factory):
-  out = tmp_path_factory.mktemp('repro') / 'transfer'
-  assert cli.main(['bench', '--suite', TRANSFER, '--out', str(out), '--quick']) == 0
-  return out
-
-
-def _records(out):
-  return [json.loads(l) for l in (out / 'results.jsonl').read_text().splitlines()]
+  return quick_bench(tmp_path_factory.mktemp('repro') / 'transfer', TRANSFER)
 
 
 def test_transferability_quick_writes_every_variant_report_and_figure(transfer):
-  records = _records(transfer)
+  records = bench_records(transfer)
   variants = {(r['tags']['variant'], r['tags'].get('n')) for r in records}
   assert variants == {('baseA', None), ('baseB', None)} | {
       (v, n) for v in ('BnB', 'BnB+', 'AnB', 'AnB+') for n in (2, 6)}
@@ -38,7 +33,7 @@ def test_transferability_quick_writes_every_variant_report_and_figure(transfer):
 
 
 def test_transferability_copies_freezes_and_reinitialises(transfer):
-  by_name = {r['cell']: r for r in _records(transfer)}
+  by_name = {r['cell']: r for r in bench_records(transfer)}
   frozen, plus = by_name['s0/AnB/2'], by_name['s0/AnB+/2']
   base_a = transfer / 'runs/s0/baseA'
   assert frozen['config']['init']['checkpoint'] == str(base_a)
@@ -147,15 +142,13 @@ def test_report_errors_name_the_fix(tmp_path, capsys):
      'distillation_vs_temperature.png'),
 ])
 def test_mnist1d_suites_quick(tmp_path, suite, rows, png):
-  out = tmp_path / suite
-  assert cli.main(['bench', '--suite', str(ROOT / f'configs/suites/{suite}.py'), '--out', str(out),
-                   '--quick']) == 0
+  out = quick_bench(tmp_path / suite, ROOT / f'configs/suites/{suite}.py')
   report = (out / 'report.md').read_text()
   for row in rows:
     assert row in report
   if png:
     assert (out / png).stat().st_size > 5000
-  records = _records(out)
+  records = bench_records(out)
   if suite == 'mnist1d':  # ours beside the paper's number in every cell
     assert '| cnn1d | ' in report and ' / 94 | ' in report and ' / 56 |' in report
     assert {r['tags']['positions'] for r in records} == {'ordered', 'shuffled'}
@@ -174,7 +167,7 @@ def test_dependent_run_whose_base_is_gone_names_the_fix(tmp_path, capsys):
                           f"overrides=('init.checkpoint={{run:a}}',))]")
   out = tmp_path / 'out'
   assert cli.main(['bench', '--suite', spec, '--out', str(out)]) == 0
-  b = next(r for r in _records(out) if r['cell'] == 'b')
+  b = next(r for r in bench_records(out) if r['cell'] == 'b')
   assert b['config']['init']['checkpoint'] == str(out / 'runs' / 'a')
   assert (out / 'runs/a/config.json').exists() and not (out / 'runs/b').exists()
   # Lose a's workdir and b's record: b cannot run again, and the error says what to do.
