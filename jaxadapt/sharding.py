@@ -114,9 +114,18 @@ def tree_shardings(tree, specs: dict[str, P], shapes: dict[str, tuple[int, ...]]
   return jax.tree_util.tree_map_with_path(sharding_of, tree)
 
 
-def shard_params(params, rules, mesh: Mesh):
-  """(params placed by the rules, {path: PartitionSpec}, {path: shape})."""
+def plan(params, rules, mesh: Mesh):
+  """(NamedShardings for `params`, {path: PartitionSpec}, {path: shape}) from the rules.
+
+  `params` may be abstract (ShapeDtypeStructs): nothing is allocated.
+  """
   from jaxadapt import partition
   shapes = {p: tuple(v.shape) for p, v in partition.flatten(params).items()}
   specs = param_specs(shapes, rules, mesh)
-  return jax.device_put(params, tree_shardings(params, specs, shapes, mesh)), specs, shapes
+  return tree_shardings(params, specs, shapes, mesh), specs, shapes
+
+
+def shard_params(params, rules, mesh: Mesh):
+  """(params placed by the rules, {path: PartitionSpec}, {path: shape})."""
+  shardings, specs, shapes = plan(params, rules, mesh)
+  return jax.device_put(params, shardings), specs, shapes

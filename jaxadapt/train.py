@@ -211,10 +211,8 @@ def build(config: ml_collections.ConfigDict, mesh, info: dict, total_steps: int,
   init_fn = lambda key: model.init(key, jnp.zeros((1, *input_shape)))['params']
   key = jax.random.key(config.seed)
   # Shapes first (no allocation), so large models are created already sharded.
-  abstract = jax.eval_shape(init_fn, key)
-  shapes = {p: tuple(v.shape) for p, v in partition.flatten(abstract).items()}
-  specs = sharding.param_specs(shapes, config.mesh.param_rules, mesh)
-  params = jax.jit(init_fn, out_shardings=sharding.tree_shardings(abstract, specs, shapes, mesh))(key)
+  init_shardings, _, _ = sharding.plan(jax.eval_shape(init_fn, key), config.mesh.param_rules, mesh)
+  params = jax.jit(init_fn, out_shardings=init_shardings)(key)
   if config.init.checkpoint:
     params, report = pretrained.load_into(params, config.init.checkpoint, config.init.dont_load,
                                           config.init.name_map)
