@@ -24,8 +24,8 @@ class Checkpointer:
     self.directory = epath.Path(workdir) / 'checkpoints'
     self.every = every
     self.manager = ocp.CheckpointManager(
-        self.directory,
-        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
+        self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
+    )
 
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
@@ -64,7 +64,7 @@ def restore_params(path: epath.PathLike, step: int | None = None) -> Any:
   if (path / 'checkpoints').exists():
     path = path / 'checkpoints'
   if not path.exists():
-    raise FileNotFoundError(f"checkpoint not found: {path}")
+    raise FileNotFoundError(f'checkpoint not found: {path}')
   item = None
   if (path / 'default').exists():  # a single step's directory
     item = path / 'default'
@@ -72,7 +72,7 @@ def restore_params(path: epath.PathLike, step: int | None = None) -> Any:
     with ocp.CheckpointManager(path) as manager:
       step = manager.latest_step() if step is None else step
       if step is None:
-        raise FileNotFoundError(f"no finished checkpoint in {path}")
+        raise FileNotFoundError(f'no finished checkpoint in {path}')
       item = path / str(step) / 'default'
   # Restore onto this process's first device, whatever topology wrote the checkpoint:
   # a run trained on 8 devices must load on a laptop.
@@ -85,6 +85,8 @@ def restore_params(path: epath.PathLike, step: int | None = None) -> Any:
     absl_logger.setLevel(level)
   meta = getattr(meta, 'item_metadata', meta)
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
-                        dict(meta.tree if hasattr(meta, 'tree') else meta))
+  target = jax.tree.map(
+      lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+      dict(meta.tree if hasattr(meta, 'tree') else meta),
+  )
   return checkpointer.restore(item, target)['params']

@@ -31,23 +31,38 @@ def _split_overrides(argv: Sequence[str]) -> tuple[list[str], list[str]]:
 def _parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
       prog='jaxadapt',
-      description='Scratch vs transfer vs fine-tune vs PEFT vs distillation, measured.')
+      description='Scratch vs transfer vs fine-tune vs PEFT vs distillation, measured.',
+  )
   sub = parser.add_subparsers(dest='command', required=True)
-  train = sub.add_parser('train', help='train one config (resumes from the workdir)',
-                         epilog='Override any config key: --config.optim.lr=0.05')
-  train.add_argument('--config', required=True, help='config file, optionally file.py:key=value,...')
+  train = sub.add_parser(
+      'train',
+      help='train one config (resumes from the workdir)',
+      epilog='Override any config key: --config.optim.lr=0.05',
+  )
+  train.add_argument(
+      '--config', required=True, help='config file, optionally file.py:key=value,...'
+  )
   train.add_argument('--workdir', required=True, help='where checkpoints, metrics and config go')
   train.add_argument('--quiet', action='store_true', help='no progress bar or table')
-  train.add_argument('--distributed', action='store_true',
-                     help='multi-process run: call jax.distributed.initialize() first (auto-'
-                     'detected on Cloud TPU pods; elsewhere set JAX_COORDINATOR_ADDRESS, '
-                     'JAX_NUM_PROCESSES, JAX_PROCESS_ID)')
+  train.add_argument(
+      '--distributed',
+      action='store_true',
+      help='multi-process run: call jax.distributed.initialize() first (auto-'
+      'detected on Cloud TPU pods; elsewhere set JAX_COORDINATOR_ADDRESS, '
+      'JAX_NUM_PROCESSES, JAX_PROCESS_ID)',
+  )
 
-  perf = sub.add_parser('perf', help='FLOPs, step time, trainable params and optimizer memory '
-                        'of every method on one config\'s model and batch')
+  perf = sub.add_parser(
+      'perf',
+      help='FLOPs, step time, trainable params and optimizer memory '
+      "of every method on one config's model and batch",
+  )
   perf.add_argument('--config', required=True)
-  perf.add_argument('--methods', default='linear_probe,partial_ft,full_ft,lora,bitfit',
-                    help='comma-separated method names')
+  perf.add_argument(
+      '--methods',
+      default='linear_probe,partial_ft,full_ft,lora,bitfit',
+      help='comma-separated method names',
+  )
   perf.add_argument('--steps', type=int, default=10, help='timed steps per method')
   perf.add_argument('--out', help='also write the rows as JSON here')
 
@@ -59,11 +74,15 @@ def _parser() -> argparse.ArgumentParser:
   report = sub.add_parser('report', help='rebuild report.md and plots from results.jsonl')
   report.add_argument('results', help='results directory (holding results.jsonl)')
 
-  export = sub.add_parser('export', help='write a workdir\'s parameters to .npz/.safetensors')
+  export = sub.add_parser('export', help="write a workdir's parameters to .npz/.safetensors")
   export.add_argument('--workdir', required=True)
   export.add_argument('--out', required=True, help='file ending in .npz or .safetensors')
-  export.add_argument('--mode', default='merged', choices=('merged', 'full', 'adapters'),
-                      help='merged: LoRA folded in; adapters: trainable leaves only')
+  export.add_argument(
+      '--mode',
+      default='merged',
+      choices=('merged', 'full', 'adapters'),
+      help='merged: LoRA folded in; adapters: trainable leaves only',
+  )
   return parser
 
 
@@ -90,6 +109,7 @@ def _enable_compilation_cache() -> None:
   if path in ('', '0'):
     return
   import jax
+
   if jax.config.jax_compilation_cache_dir:  # already set up (by the caller): keep it
     return
   jax.config.update('jax_compilation_cache_dir', path)
@@ -100,12 +120,15 @@ def _enable_compilation_cache() -> None:
 def _initialize_distributed() -> None:
   """Joins the multi-process job: explicit JAX_* variables, else JAX's auto-detection (TPU pods)."""
   import jax
+
   env = os.environ
   kwargs = {}
   if 'JAX_COORDINATOR_ADDRESS' in env:
-    kwargs = dict(coordinator_address=env['JAX_COORDINATOR_ADDRESS'],
-                  num_processes=int(env['JAX_NUM_PROCESSES']),
-                  process_id=int(env['JAX_PROCESS_ID']))
+    kwargs = dict(
+        coordinator_address=env['JAX_COORDINATOR_ADDRESS'],
+        num_processes=int(env['JAX_NUM_PROCESSES']),
+        process_id=int(env['JAX_PROCESS_ID']),
+    )
   if env.get('JAX_PLATFORMS', '').startswith('cpu'):
     jax.config.update('jax_cpu_collectives_implementation', 'gloo')  # CPU processes talk over TCP
   jax.distributed.initialize(**kwargs)
@@ -114,9 +137,11 @@ def _initialize_distributed() -> None:
 def _run(args: argparse.Namespace, overrides: list[str]) -> int:
   # Heavy imports happen here so `--help` and argument errors stay instant.
   from jaxadapt import config as config_lib
+
   _enable_compilation_cache()
   if args.command == 'train':
     from jaxadapt import train
+
     config = config_lib.load_config(args.config, overrides)
     if args.distributed:
       _initialize_distributed()
@@ -125,6 +150,7 @@ def _run(args: argparse.Namespace, overrides: list[str]) -> int:
   if args.command == 'perf':
     import json
     from jaxadapt import perf
+
     config = config_lib.load_config(args.config, overrides)
     rows = perf.run(config, [m.strip() for m in args.methods.split(',') if m.strip()], args.steps)
     print(perf.table(rows))
@@ -134,6 +160,7 @@ def _run(args: argparse.Namespace, overrides: list[str]) -> int:
     return 0
   if args.command == 'bench':
     from jaxadapt.bench import runlist, runner
+
     path, _, arg = args.suite.partition(':')
     if runlist.is_runlist(runner.load_module_suite(path, arg)):
       runlist.run_suite(args.suite, args.out, quick=args.quick)
@@ -146,14 +173,18 @@ def _run(args: argparse.Namespace, overrides: list[str]) -> int:
     return 0
   if args.command == 'export':
     from jaxadapt import export
+
     flat = export.export(args.workdir, args.out, args.mode)
-    print(f"wrote {len(flat)} tensors ({sum(v.size for v in flat.values()):,} values) to {args.out}")
+    print(
+        f'wrote {len(flat)} tensors ({sum(v.size for v in flat.values()):,} values) to {args.out}'
+    )
     return 0
   raise AssertionError(args.command)
 
 
 def _print_report(results_dir: str) -> None:
   from jaxadapt.bench import repro_report, report
+
   if repro_report.is_repro_results(results_dir):
     text, plots = repro_report.write_report(results_dir)
     print(text)

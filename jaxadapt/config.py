@@ -37,8 +37,10 @@ def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
     key, sep, raw = item.partition('=')
     key = key.strip()
     if key not in defaults:
-      raise ConfigError(f"unknown config argument '{key}'; valid arguments: "
-                        f"{', '.join(sorted(defaults)) or '(none)'}{_suggest(key, defaults)}")
+      raise ConfigError(
+          f"unknown config argument '{key}'; valid arguments: "
+          f"{', '.join(sorted(defaults)) or '(none)'}{_suggest(key, defaults)}"
+      )
     default = defaults[key]
     if not sep:
       if not isinstance(default, bool):
@@ -54,18 +56,18 @@ def load_config(spec: str, overrides: Sequence[str] = ()) -> ml_collections.Conf
   path, _, arg = spec.partition(':')
   file = epath.Path(path)
   if not file.exists():
-    raise ConfigError(f"config file not found: {path}")
+    raise ConfigError(f'config file not found: {path}')
   module_spec = importlib.util.spec_from_file_location('_jaxadapt_config', str(file))
   module = importlib.util.module_from_spec(module_spec)
   try:
     module_spec.loader.exec_module(module)
   except Exception as e:  # A broken config file is the user's bug: say where.
-    raise ConfigError(f"could not import config file {path}: {type(e).__name__}: {e}") from e
+    raise ConfigError(f'could not import config file {path}: {type(e).__name__}: {e}') from e
   if not hasattr(module, 'get_config'):
-    raise ConfigError(f"config file {path} defines no get_config(arg) function")
+    raise ConfigError(f'config file {path} defines no get_config(arg) function')
   config = module.get_config(arg or None)
   if not isinstance(config, ml_collections.ConfigDict):
-    raise ConfigError(f"get_config in {path} must return an ml_collections.ConfigDict")
+    raise ConfigError(f'get_config in {path} must return an ml_collections.ConfigDict')
   config.lock()
   for override in overrides:
     apply_override(config, override)
@@ -77,7 +79,7 @@ def apply_override(config: ml_collections.ConfigDict, override: str) -> None:
   text = override[2:] if override.startswith('--') else override
   if not text.startswith('config.'):
     raise ConfigError(f"bad override '{override}': expected --config.<key>=<value>")
-  dotted, sep, raw = text[len('config.'):].partition('=')
+  dotted, sep, raw = text[len('config.') :].partition('=')
   if not sep:
     raise ConfigError(f"override '{override}' has no value: use --config.{dotted}=<value>")
   parent = config
@@ -86,18 +88,20 @@ def apply_override(config: ml_collections.ConfigDict, override: str) -> None:
     if not isinstance(parent, ml_collections.ConfigDict) or key not in parent:
       where = '.'.join(keys[:depth]) or 'config'
       valid = sorted(parent.keys()) if isinstance(parent, ml_collections.ConfigDict) else []
-      raise ConfigError(f"unknown config key '{dotted}': '{key}' is not in {where}"
-                        f"{_suggest(key, valid, prefix='.'.join(keys[:depth]))}")
+      raise ConfigError(
+          f"unknown config key '{dotted}': '{key}' is not in {where}"
+          f"{_suggest(key, valid, prefix='.'.join(keys[:depth]))}"
+      )
     if depth < len(keys) - 1:
       parent = parent[key]
   leaf = keys[-1]
   current = parent[leaf]
-  value = _coerce(raw, current, f"--config.{dotted}")
+  value = _coerce(raw, current, f'--config.{dotted}')
   try:
     with parent.unlocked() if current is None else contextlib.nullcontext():
       parent[leaf] = value
   except (TypeError, ValueError) as e:
-    raise ConfigError(f"--config.{dotted}={raw}: {e}") from e
+    raise ConfigError(f'--config.{dotted}={raw}: {e}') from e
 
 
 def save_config(config: ml_collections.ConfigDict, path: epath.PathLike) -> None:
@@ -111,8 +115,9 @@ def save_config(config: ml_collections.ConfigDict, path: epath.PathLike) -> None
 def differing_keys(a: dict, b: dict, ignore: Sequence[str] = ()) -> list[str]:
   """Dotted keys ('optim.lr') whose values differ between two config dicts, sorted."""
   flat_a, flat_b = _leaves(a), _leaves(b)
-  return sorted(k for k in set(flat_a) | set(flat_b)
-                if k not in ignore and flat_a.get(k) != flat_b.get(k))
+  return sorted(
+      k for k in set(flat_a) | set(flat_b) if k not in ignore and flat_a.get(k) != flat_b.get(k)
+  )
 
 
 def _leaves(tree: Any, prefix: str = '') -> dict[str, str]:
@@ -156,5 +161,4 @@ def _suggest(key: str, valid, prefix: str = '') -> str:
   if not close:
     return ''
   names = ', '.join(f"{prefix + '.' if prefix else ''}{c}" for c in close)
-  return f" (did you mean {names}?)"
-
+  return f' (did you mean {names}?)'

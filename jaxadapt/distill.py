@@ -29,6 +29,7 @@ class DistillError(ValueError):
 
 # ------------------------------------------------------------------ losses
 
+
 def teacher_probs(teacher_logits: Sequence[jax.Array], temperature: float) -> jax.Array:
   """Average of the teachers' softmax(z_t / T): several teachers agree in probability space."""
   probs = [jax.nn.softmax(z.astype(jnp.float32) / temperature, axis=-1) for z in teacher_logits]
@@ -44,19 +45,25 @@ def soft_kl(student_logits: jax.Array, probs: jax.Array, temperature: float) -> 
   log_student = jax.nn.log_softmax(student_logits.astype(jnp.float32) / temperature, axis=-1)
   log_teacher = jnp.log(jnp.clip(probs, 1e-30))
   kl = jnp.sum(jnp.where(probs > 0, probs * (log_teacher - log_student), 0.0), axis=-1)
-  return temperature ** 2 * kl
+  return temperature**2 * kl
 
 
-def hinton_loss(student_logits: jax.Array, teacher_logits: Sequence[jax.Array],
-                labels: jax.Array, temperature: float, alpha: float) -> jax.Array:
+def hinton_loss(
+    student_logits: jax.Array,
+    teacher_logits: Sequence[jax.Array],
+    labels: jax.Array,
+    temperature: float,
+    alpha: float,
+) -> jax.Array:
   """Per-example alpha * T^2 KL(p_t^T || p_s^T) + (1 - alpha) * CE(labels, p_s)."""
   soft = soft_kl(student_logits, teacher_probs(teacher_logits, temperature), temperature)
   hard = step_lib.cross_entropy(student_logits, labels)
   return alpha * soft + (1.0 - alpha) * hard
 
 
-def function_matching_loss(student_logits: jax.Array, teacher_logits: Sequence[jax.Array],
-                           temperature: float = 1.0) -> jax.Array:
+def function_matching_loss(
+    student_logits: jax.Array, teacher_logits: Sequence[jax.Array], temperature: float = 1.0
+) -> jax.Array:
   """Per-example KL(p_t || p_s) on a shared, strongly augmented view (Beyer et al. 2022).
 
   No hard labels: on mixed-up images the teacher's output is the only target.
@@ -78,6 +85,7 @@ def mixup(images: jax.Array, rng: jax.Array, alpha: float = 1.0) -> jax.Array:
 
 # ---------------------------------------------------------------- teachers
 
+
 @dataclasses.dataclass
 class Teacher:
   name: str
@@ -93,19 +101,29 @@ def load_teachers(distill: ml_collections.ConfigDict, num_classes: int) -> list[
     wd = epath.Path(workdir)
     config_path = wd / 'config.json'
     if not config_path.exists():
-      raise FileNotFoundError(f"distill.teachers: no teacher run at '{workdir}' (config.json "
-                              f"missing); train it first, e.g. jaxadapt train --config "
-                              f"configs/fashion_mnist/scratch.py --workdir {workdir}")
+      raise FileNotFoundError(
+          f"distill.teachers: no teacher run at '{workdir}' (config.json "
+          f'missing); train it first, e.g. jaxadapt train --config '
+          f'configs/fashion_mnist/scratch.py --workdir {workdir}'
+      )
     cfg = json.loads(config_path.read_text())
     params = checkpoint.restore_params(wd)
     params = lora.merge(params, cfg.get('adapt', {}).get('lora', {}).get('alpha', 1.0))
     classes = params['head']['kernel'].shape[-1]
     if classes != num_classes:
-      raise DistillError(f"teacher '{workdir}' predicts {classes} classes but the student's "
-                         f"dataset has {num_classes}; use a teacher trained on the same classes")
+      raise DistillError(
+          f"teacher '{workdir}' predicts {classes} classes but the student's "
+          f'dataset has {num_classes}; use a teacher trained on the same classes'
+      )
     model = models.build_model(cfg['model']['name'], classes, **cfg['model']['kwargs'])
-    teachers.append(Teacher(str(workdir), step_lib.make_forward(model), params,
-                            sum(x.size for x in jax.tree.leaves(params))))
+    teachers.append(
+        Teacher(
+            str(workdir),
+            step_lib.make_forward(model),
+            params,
+            sum(x.size for x in jax.tree.leaves(params)),
+        )
+    )
   return teachers
 
 
@@ -121,8 +139,9 @@ def make_objective(distill: ml_collections.ConfigDict, teachers: list[Teacher]) 
     if 'teacher_logits' in batch:
       t_logits = [batch['teacher_logits']]
     else:
-      t_logits = [jax.lax.stop_gradient(t.forward(p, images))
-                  for t, p in zip(teachers, teacher_params)]
+      t_logits = [
+          jax.lax.stop_gradient(t.forward(p, images)) for t, p in zip(teachers, teacher_params)
+      ]
     if distill.loss == 'kl':
       return hinton_loss(logits, t_logits, batch['label'], distill.temperature, distill.alpha)
     if distill.loss == 'fm':
@@ -132,9 +151,11 @@ def make_objective(distill: ml_collections.ConfigDict, teachers: list[Teacher]) 
   return objective
 
 
-def cache_logits(teachers: list[Teacher], images_fn: Callable, arrays: dict, batch_size: int,
-                 mesh) -> jax.Array:
+def cache_logits(
+    teachers: list[Teacher], images_fn: Callable, arrays: dict, batch_size: int, mesh
+) -> jax.Array:
   """Teacher logits for every training example (multiple teachers: log of mean probability at T=1)."""
+
   @jax.jit
   def logits(params, images):
     x = images_fn(images)
@@ -149,4 +170,3 @@ def cache_logits(teachers: list[Teacher], images_fn: Callable, arrays: dict, bat
     z = np.asarray(jax.device_get(logits(params, g['image'])))
     out.append(z[np.asarray(batch['mask']) > 0])
   return np.concatenate(out).astype(np.float32)
-

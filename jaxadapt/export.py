@@ -25,7 +25,7 @@ def export(workdir: str, out: str, mode: str = 'merged') -> dict[str, np.ndarray
   wd = epath.Path(workdir)
   config_path = wd / 'config.json'
   if not config_path.exists():
-    raise FileNotFoundError(f"{workdir} has no config.json: is it a jaxadapt workdir?")
+    raise FileNotFoundError(f'{workdir} has no config.json: is it a jaxadapt workdir?')
   config = json.loads(config_path.read_text())
   params = checkpoint.restore_params(wd)
   if mode == 'merged':
@@ -47,6 +47,7 @@ def save_flat(flat: dict[str, np.ndarray], out: str) -> None:
       np.savez(f, **flat)
   elif path.suffix == '.safetensors':
     from safetensors.numpy import save
+
     tmp.write_bytes(save({k: np.ascontiguousarray(v) for k, v in flat.items()}))
   else:
     raise ValueError(f"export file must end in .npz or .safetensors, got '{out}'")

@@ -25,16 +25,23 @@ PREFIX = 'lora/'
 def add_adapters(params: Mapping, rules, key: jax.Array) -> dict:
   """Returns params with a `lora` subtree for every kernel a rule gives a rank > 0."""
   flat = partition.flatten(params)
-  ranks = partition.match(rules, [p for p in flat if not p.startswith(PREFIX)],
-                          'adapt.lora.rules', default=0, require_cover=False)
+  ranks = partition.match(
+      rules,
+      [p for p in flat if not p.startswith(PREFIX)],
+      'adapt.lora.rules',
+      default=0,
+      require_cover=False,
+  )
   adapters = {}
   for i, (path, rank) in enumerate(sorted(ranks.items())):
     if not rank:
       continue
     kernel = flat[path]
     if kernel.ndim not in (2, 4):
-      raise ValueError(f"adapt.lora.rules: '{path}' has shape {kernel.shape}; LoRA needs a "
-                       f"2D (Dense) or 4D (Conv) kernel")
+      raise ValueError(
+          f"adapt.lora.rules: '{path}' has shape {kernel.shape}; LoRA needs a "
+          f'2D (Dense) or 4D (Conv) kernel'
+      )
     fan_in, fan_out = int(np.prod(kernel.shape[:-1])), kernel.shape[-1]
     # A rank above min(fan_in, fan_out) adds parameters but no expressiveness: cap it.
     rank = min(int(rank), fan_in, fan_out)
@@ -54,7 +61,7 @@ def merge(params: Mapping, alpha: float) -> Any:
   out = {k: v for k, v in flat.items() if not k.startswith(PREFIX)}
   for key in flat:
     if key.startswith(PREFIX) and key.endswith('/a'):
-      path = key[len(PREFIX):-len('/a')]
+      path = key[len(PREFIX) : -len('/a')]
       a, b = flat[key], flat[f'{PREFIX}{path}/b']
       scale = alpha / a.shape[-1]
       out[path] = out[path] + (scale * (a @ b)).reshape(out[path].shape).astype(out[path].dtype)

@@ -27,8 +27,11 @@ def blocks(model: ml_collections.ConfigDict) -> tuple[list[str], list[str], list
     return ['stem'], [f'stage{i}' for i in range(1, n + 1)], []
   if model.name == 'vit':
     n = kw.get('depth', 6)
-    stem = ['embedding', 'cls', 'pos_embedding'] if kw.get('pool', 'cls') == 'cls' else [
-        'embedding', 'pos_embedding']
+    stem = (
+        ['embedding', 'cls', 'pos_embedding']
+        if kw.get('pool', 'cls') == 'cls'
+        else ['embedding', 'pos_embedding']
+    )
     return stem, [f'encoder/block{i}' for i in range(1, n + 1)], ['encoder/norm']
   if model.name == 'mlp':
     return [], [f'fc{i}' for i in range(1, len(kw.get('widths', (100, 100))) + 1)], []
@@ -38,22 +41,32 @@ def blocks(model: ml_collections.ConfigDict) -> tuple[list[str], list[str], list
     return [], ['gru'], []
   if model.name == 'linear':
     return [], [], []
-  raise ValueError(f"unknown model '{model.name}' for adaptation rules; choose cnn, resnet, vit, "
-                   f"mlp, cnn1d, gru or linear")
+  raise ValueError(
+      f"unknown model '{model.name}' for adaptation rules; choose cnn, resnet, vit, "
+      f'mlp, cnn1d, gru or linear'
+  )
 
 
 def _under(prefix: str) -> str:
   return prefix if prefix in ('cls', 'pos_embedding') else f'{prefix}/.*'
 
 
-def apply(config: ml_collections.ConfigDict, method: str, k: int = 1, rank: int = 8,
-          layer_decay: float = 1.0) -> ml_collections.ConfigDict:
+def apply(
+    config: ml_collections.ConfigDict,
+    method: str,
+    k: int = 1,
+    rank: int = 8,
+    layer_decay: float = 1.0,
+) -> ml_collections.ConfigDict:
   """Sets `config` up for `method`; returns it for chaining."""
   if method not in METHODS:
     import difflib
+
     close = difflib.get_close_matches(method, METHODS, n=1)
-    raise ValueError(f"unknown method '{method}'; choose one of: {', '.join(METHODS)}"
-                     + (f" (did you mean '{close[0]}'?)" if close else ''))
+    raise ValueError(
+        f"unknown method '{method}'; choose one of: {', '.join(METHODS)}"
+        + (f" (did you mean '{close[0]}'?)" if close else '')
+    )
   stem, body, post = blocks(config.model)
   config.adapt.method = method
   if method != 'scratch':
@@ -70,21 +83,29 @@ def apply(config: ml_collections.ConfigDict, method: str, k: int = 1, rank: int 
     config.adapt.trainable = (('head/.*', 'train'), ('.*', 'frozen'))
   elif method == 'partial_ft':
     if not 1 <= k <= len(body):
-      raise ValueError(f"partial_ft: k={k} but the model has {len(body)} blocks; use 1..{len(body)}")
-    unfrozen = body[len(body) - k:] + post
+      raise ValueError(
+          f'partial_ft: k={k} but the model has {len(body)} blocks; use 1..{len(body)}'
+      )
+    unfrozen = body[len(body) - k :] + post
     config.adapt.trainable = tuple((_under(u), 'train') for u in unfrozen) + (
-        ('head/.*', 'train'), ('.*', 'frozen'))
+        ('head/.*', 'train'),
+        ('.*', 'frozen'),
+    )
   elif method == 'bitfit':
     config.adapt.trainable = (('head/.*', 'train'), ('.*/(bias|scale)', 'train'), ('.*', 'frozen'))
   elif method == 'lora':
-    kernels = {'cnn': r'(block\d+/conv\d+|dense)/kernel',
-               'resnet': r'stage\d+/block\d+/conv\d+/kernel',
-               'vit': r'encoder/block\d+/(attn/(query|value)|mlp/fc\d)/kernel',
-               'mlp': r'fc\d+/kernel',
-               'gru': r'gru/.*/(i|h)[rzn]/kernel'}.get(config.model.name)
+    kernels = {
+        'cnn': r'(block\d+/conv\d+|dense)/kernel',
+        'resnet': r'stage\d+/block\d+/conv\d+/kernel',
+        'vit': r'encoder/block\d+/(attn/(query|value)|mlp/fc\d)/kernel',
+        'mlp': r'fc\d+/kernel',
+        'gru': r'gru/.*/(i|h)[rzn]/kernel',
+    }.get(config.model.name)
     if kernels is None:  # cnn1d's 3D conv kernels, linear's head only
-      raise ValueError(f"lora: no adapter targets for model '{config.model.name}' (LoRA adapts 2D "
-                       f"Dense and 4D Conv kernels); use bitfit or partial_ft instead")
+      raise ValueError(
+          f"lora: no adapter targets for model '{config.model.name}' (LoRA adapts 2D "
+          f'Dense and 4D Conv kernels); use bitfit or partial_ft instead'
+      )
     config.adapt.lora.rules = ((kernels, rank),)
     config.adapt.trainable = (('lora/.*', 'train'), ('head/.*', 'train'), ('.*', 'frozen'))
   return config

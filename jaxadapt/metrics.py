@@ -23,6 +23,7 @@ class MetricWriter:
     self._tb = None
     if self.enabled:
       from tensorboardX import SummaryWriter  # Imported here: only process 0 needs it.
+
       self._tb = SummaryWriter(str(epath.Path(workdir) / 'tensorboard'))
       self._file = self.path.open('a')
 

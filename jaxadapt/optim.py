@@ -31,7 +31,9 @@ def schedule(optim: ml_collections.ConfigDict, total_steps: int) -> optax.Schedu
   elif optim.schedule == 'constant':
     main = optax.constant_schedule(optim.lr)
   else:
-    raise ValueError(f"unknown optim.schedule '{optim.schedule}'; choose cosine, linear or constant")
+    raise ValueError(
+        f"unknown optim.schedule '{optim.schedule}'; choose cosine, linear or constant"
+    )
   if warmup == 0:
     return main
   return optax.join_schedules([optax.linear_schedule(0.0, optim.lr, warmup), main], [warmup])
@@ -42,12 +44,15 @@ def trainable_mask(config: ml_collections.ConfigDict, paths: list[str]) -> dict[
   labels = partition.match(config.adapt.trainable, paths, 'adapt.trainable')
   bad = {v for v in labels.values() if v not in ('train', FROZEN)}
   if bad:
-    raise partition.RuleError(f"adapt.trainable: values must be 'train' or 'frozen', got {sorted(map(str, bad))}")
+    raise partition.RuleError(
+        f"adapt.trainable: values must be 'train' or 'frozen', got {sorted(map(str, bad))}"
+    )
   return {p: v == 'train' for p, v in labels.items()}
 
 
-def param_groups(config: ml_collections.ConfigDict, flat_params: Mapping[str, Any],
-                 trainable: Mapping[str, bool]) -> dict[str, dict[str, Any]]:
+def param_groups(
+    config: ml_collections.ConfigDict, flat_params: Mapping[str, Any], trainable: Mapping[str, bool]
+) -> dict[str, dict[str, Any]]:
   """Per-path decisions: {'label', 'lr_mult', 'wd_mult'}; frozen paths get label 'frozen'."""
   paths = list(flat_params)
   lr = partition.match(config.optim.lr_rules, paths, 'optim.lr_rules')
@@ -57,13 +62,14 @@ def param_groups(config: ml_collections.ConfigDict, flat_params: Mapping[str, An
     lr_mult, wd_mult = float(lr[p]), float(wd[p])
     # A zero learning rate is freezing spelled differently: treat it as such.
     train = trainable[p] and lr_mult != 0.0
-    label = f"lr{lr_mult:g}_wd{wd_mult:g}" if train else FROZEN
+    label = f'lr{lr_mult:g}_wd{wd_mult:g}' if train else FROZEN
     groups[p] = {'label': label, 'lr_mult': lr_mult if train else 0.0, 'wd_mult': wd_mult}
   return groups
 
 
-def make_optimizer(config: ml_collections.ConfigDict, groups: Mapping[str, Mapping[str, Any]],
-                   total_steps: int) -> optax.GradientTransformation:
+def make_optimizer(
+    config: ml_collections.ConfigDict, groups: Mapping[str, Mapping[str, Any]], total_steps: int
+) -> optax.GradientTransformation:
   """The full optimizer over the whole parameter tree (frozen leaves included)."""
   optim = config.optim
   base = schedule(optim, total_steps)
@@ -74,8 +80,10 @@ def make_optimizer(config: ml_collections.ConfigDict, groups: Mapping[str, Mappi
     if optim.name == 'adamw':
       tx = optax.adamw(lr, b1=optim.momentum, b2=optim.b2, weight_decay=wd)
     elif optim.name == 'sgd':
-      tx = optax.chain(optax.add_decayed_weights(wd) if wd else optax.identity(),
-                       optax.sgd(lr, momentum=optim.momentum or None, nesterov=optim.nesterov))
+      tx = optax.chain(
+          optax.add_decayed_weights(wd) if wd else optax.identity(),
+          optax.sgd(lr, momentum=optim.momentum or None, nesterov=optim.nesterov),
+      )
     else:
       raise ValueError(f"unknown optim.name '{optim.name}'; choose adamw or sgd")
     transforms[g['label']] = tx

@@ -35,8 +35,9 @@ def unflatten(flat: Mapping[str, Any]) -> dict:
   return traverse_util.unflatten_dict(dict(flat), sep='/')
 
 
-def match(rules: Rules, paths: Sequence[str], what: str,
-          default: Any = None, require_cover: bool = True) -> dict[str, Any]:
+def match(
+    rules: Rules, paths: Sequence[str], what: str, default: Any = None, require_cover: bool = True
+) -> dict[str, Any]:
   """Maps each path to the value of the first rule that fully matches it.
 
   Args:
@@ -64,13 +65,17 @@ def match(rules: Rules, paths: Sequence[str], what: str,
           decided[path] = value
     if path not in decided:
       if require_cover:
-        raise RuleError(f"{what}: no rule covers parameter '{path}'; add a catch-all "
-                        f"rule such as ('.*', <value>) at the end")
+        raise RuleError(
+            f"{what}: no rule covers parameter '{path}'; add a catch-all "
+            f"rule such as ('.*', <value>) at the end"
+        )
       decided[path] = default
   for (pattern, _, _), hit in zip(compiled, used):
     if not hit:
-      raise RuleError(f"{what}: rule '{pattern}' matches no parameter; "
-                      f"nearby paths: {', '.join(nearby(pattern, paths))}")
+      raise RuleError(
+          f"{what}: rule '{pattern}' matches no parameter; "
+          f"nearby paths: {', '.join(nearby(pattern, paths))}"
+      )
   return decided
 
 
@@ -83,7 +88,7 @@ def nearby(pattern: str, paths: Sequence[str], n: int = 5) -> list[str]:
 
 def _pair(rule: Any, what: str, i: int) -> tuple[str, Any]:
   if not isinstance(rule, (tuple, list)) or len(rule) != 2 or not isinstance(rule[0], str):
-    raise RuleError(f"{what}: rule {i} is {rule!r}; expected a (regex, value) pair")
+    raise RuleError(f'{what}: rule {i} is {rule!r}; expected a (regex, value) pair')
   return rule[0], rule[1]
 
 
@@ -91,8 +96,11 @@ def param_count(leaf: Any) -> int:
   return int(np.prod(leaf.shape)) if hasattr(leaf, 'shape') else 1
 
 
-def summary_table(flat_params: Mapping[str, Any], columns: Mapping[str, Mapping[str, Any]],
-                  trainable: Mapping[str, bool]) -> str:
+def summary_table(
+    flat_params: Mapping[str, Any],
+    columns: Mapping[str, Mapping[str, Any]],
+    trainable: Mapping[str, bool],
+) -> str:
   """A fixed-width table: path, shape, one column per decision, trainable count."""
   header = ['path', 'shape', *columns, 'trainable']
   rows = []
@@ -101,18 +109,29 @@ def summary_table(flat_params: Mapping[str, Any], columns: Mapping[str, Mapping[
     n = param_count(leaf)
     total += n
     trained += n if trainable[path] else 0
-    rows.append([path, 'x'.join(map(str, leaf.shape)) or 'scalar',
-                 *(_fmt(col[path]) for col in columns.values()),
-                 f"{n if trainable[path] else 0:,}"])
-  rows.append(['TOTAL', f"{total:,} params", *([''] * len(columns)),
-               f"{trained:,} ({100.0 * trained / max(total, 1):.2f}%)"])
+    rows.append(
+        [
+            path,
+            'x'.join(map(str, leaf.shape)) or 'scalar',
+            *(_fmt(col[path]) for col in columns.values()),
+            f'{n if trainable[path] else 0:,}',
+        ]
+    )
+  rows.append(
+      [
+          'TOTAL',
+          f'{total:,} params',
+          *([''] * len(columns)),
+          f'{trained:,} ({100.0 * trained / max(total, 1):.2f}%)',
+      ]
+  )
   widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
   line = lambda r: '  '.join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip()
   return '\n'.join([line(header), line(['-' * w for w in widths]), *map(line, rows)])
 
 
 def _fmt(value: Any) -> str:
-  return f"{value:g}" if isinstance(value, float) else str(value)
+  return f'{value:g}' if isinstance(value, float) else str(value)
 
 
 def shapes(tree: Any) -> Any:

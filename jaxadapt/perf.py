@@ -28,8 +28,12 @@ def compiled_cost(fn, *args) -> dict[str, float]:
   mem = compiled.memory_analysis()
   peak = None
   if mem is not None:
-    peak = (mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes
-            - mem.alias_size_in_bytes)
+    peak = (
+        mem.argument_size_in_bytes
+        + mem.output_size_in_bytes
+        + mem.temp_size_in_bytes
+        - mem.alias_size_in_bytes
+    )
   return {'flops': train_lib.compiled_flops(compiled), 'peak_bytes': peak}
 
 
@@ -43,13 +47,16 @@ def measure(config: ml_collections.ConfigDict, method: str, steps: int = 10) -> 
   info = data.dataset_info(cfg.dataset)
   exp = train_lib.build(cfg, mesh, info, total_steps=1000)
   state = step_lib.init_state(exp.params, exp.tx)
-  step_fn = step_lib.make_train_step(exp.forward, exp.tx, exp.trainable, exp.preprocess_train,
-                                     cfg.seed)
+  step_fn = step_lib.make_train_step(
+      exp.forward, exp.tx, exp.trainable, exp.preprocess_train, cfg.seed
+  )
   rng = np.random.default_rng(0)
-  batch = {'image': jnp.asarray(rng.integers(0, 255, (cfg.batch_size, *info['image_shape']),
-                                             dtype=np.uint8)),
-           'label': jnp.asarray(rng.integers(0, info['num_classes'], (cfg.batch_size,),
-                                             dtype=np.int32))}
+  batch = {
+      'image': jnp.asarray(
+          rng.integers(0, 255, (cfg.batch_size, *info['image_shape']), dtype=np.uint8)
+      ),
+      'label': jnp.asarray(rng.integers(0, info['num_classes'], (cfg.batch_size,), dtype=np.int32)),
+  }
   step_cost = compiled_cost(step_fn, state, batch)
 
   def forward(params, images):
@@ -70,18 +77,28 @@ def measure(config: ml_collections.ConfigDict, method: str, steps: int = 10) -> 
     jax.block_until_ready(metrics)
     times.append(time.perf_counter() - t0)
   counts = train_lib.param_counts(exp)
-  return {'method': method, 'model': cfg.model.name, 'batch_size': cfg.batch_size,
-          'step_flops': step_cost['flops'], 'forward_flops': fwd_cost['flops'],
-          'head_backward_flops': head_bwd,
-          'step_over_forward_plus_head': step_cost['flops'] / (fwd_cost['flops'] + head_bwd),
-          'median_step_s': statistics.median(times), 'params': counts['total_params'],
-          'trainable_params': counts['trainable_params'],
-          'opt_state_bytes': train_lib.tree_bytes(state.opt_state),
-          'peak_bytes': step_cost['peak_bytes']}
+  return {
+      'method': method,
+      'model': cfg.model.name,
+      'batch_size': cfg.batch_size,
+      'step_flops': step_cost['flops'],
+      'forward_flops': fwd_cost['flops'],
+      'head_backward_flops': head_bwd,
+      'step_over_forward_plus_head': step_cost['flops'] / (fwd_cost['flops'] + head_bwd),
+      'median_step_s': statistics.median(times),
+      'params': counts['total_params'],
+      'trainable_params': counts['trainable_params'],
+      'opt_state_bytes': train_lib.tree_bytes(state.opt_state),
+      'peak_bytes': step_cost['peak_bytes'],
+  }
 
 
-def run(config: ml_collections.ConfigDict, method_names: Sequence[str] = methods.METHODS,
-        steps: int = 10, log=print) -> list[dict[str, Any]]:
+def run(
+    config: ml_collections.ConfigDict,
+    method_names: Sequence[str] = methods.METHODS,
+    steps: int = 10,
+    log=print,
+) -> list[dict[str, Any]]:
   rows = []
   for name in method_names:
     if name == 'scratch':
@@ -94,18 +111,21 @@ def run(config: ml_collections.ConfigDict, method_names: Sequence[str] = methods
 def table(rows: list[dict[str, Any]]) -> str:
   """Markdown table; ratios are relative to full fine-tuning when it is present."""
   ref = next((r for r in rows if r['method'] == 'full_ft'), rows[0])
-  lines = ['| method | GFLOPs/step | x full_ft | step / (fwd + head bwd) | median ms/step | '
-           'trainable params | trainable % | optimizer state | x full_ft | peak memory |',
-           '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
+  lines = [
+      '| method | GFLOPs/step | x full_ft | step / (fwd + head bwd) | median ms/step | '
+      'trainable params | trainable % | optimizer state | x full_ft | peak memory |',
+      '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+  ]
   for r in rows:
     lines.append(
         f"| {r['method']} | {r['step_flops'] / 1e9:.3f} | {r['step_flops'] / ref['step_flops']:.2f}"
         f" | {r['step_over_forward_plus_head']:.2f} | {r['median_step_s'] * 1e3:.1f}"
         f" | {r['trainable_params']:,} | {100 * r['trainable_params'] / r['params']:.2f}%"
         f" | {_mib(r['opt_state_bytes'])} | {r['opt_state_bytes'] / max(ref['opt_state_bytes'], 1):.3f}"
-        f" | {_mib(r['peak_bytes']) if r['peak_bytes'] is not None else 'n/a'} |")
+        f" | {_mib(r['peak_bytes']) if r['peak_bytes'] is not None else 'n/a'} |"
+    )
   return '\n'.join(lines)
 
 
 def _mib(n: float) -> str:
-  return f"{n / 2**20:.2f} MiB"
+  return f'{n / 2**20:.2f} MiB'

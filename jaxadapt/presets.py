@@ -13,20 +13,28 @@ from jaxadapt import defaults
 
 MODELS = {
     # The classic 2-conv Fashion-MNIST net (conv-pool-conv-pool-dense): cheap on 2 CPU cores.
-    'cnn': dict(name='cnn', kwargs=dict(widths=(32, 64), convs=1, norm='none', dense=256,
-                                        dropout=0.3)),
+    'cnn': dict(
+        name='cnn', kwargs=dict(widths=(32, 64), convs=1, norm='none', dense=256, dropout=0.3)
+    ),
     # A quarter of its cost, for benchmark suites that train hundreds of cells.
-    'cnn_small': dict(name='cnn', kwargs=dict(widths=(16, 32), convs=1, norm='none', dense=128,
-                                              dropout=0.3)),
+    'cnn_small': dict(
+        name='cnn', kwargs=dict(widths=(16, 32), convs=1, norm='none', dense=128, dropout=0.3)
+    ),
     # BiT-style ResNet (GroupNorm, no batch statistics), 3 stages for 28x28 inputs.
     'resnet': dict(name='resnet', kwargs=dict(depth=10, width=32, num_stages=3)),
     'vit': dict(name='vit', kwargs=dict(patch_size=4, width=128, depth=4, num_heads=4)),
 }
-TINY = {'cnn': dict(widths=(4, 8), dense=16), 'cnn_small': dict(widths=(4, 8), dense=16),
-        'resnet': dict(width=4, num_stages=2),
-        'vit': dict(width=16, depth=1, num_heads=2),
-        # MNIST-1D models (configs/mnist1d/train.py).
-        'linear': {}, 'mlp': dict(widths=(16, 16)), 'cnn1d': dict(channels=4), 'gru': dict(hidden=2)}
+TINY = {
+    'cnn': dict(widths=(4, 8), dense=16),
+    'cnn_small': dict(widths=(4, 8), dense=16),
+    'resnet': dict(width=4, num_stages=2),
+    'vit': dict(width=16, depth=1, num_heads=2),
+    # MNIST-1D models (configs/mnist1d/train.py).
+    'linear': {},
+    'mlp': dict(widths=(16, 16)),
+    'cnn1d': dict(channels=4),
+    'gru': dict(hidden=2),
+}
 
 # The transfer split used throughout: pretrain on the first five classes
 # (T-shirt/top, Trouser, Pullover, Dress, Coat), adapt to the other five
@@ -38,8 +46,9 @@ DOWNSTREAM_CLASSES = (5, 6, 7, 8, 9)
 def fashion_mnist(model: str, classes: tuple[int, ...] = ()) -> ml_collections.ConfigDict:
   """Fashion-MNIST with a model preset and its usual optimizer."""
   if model not in MODELS:
-    raise config_lib.ConfigError(f"unknown model '{model}' in config argument; "
-                                 f"choose one of: {', '.join(MODELS)}")
+    raise config_lib.ConfigError(
+        f"unknown model '{model}' in config argument; " f"choose one of: {', '.join(MODELS)}"
+    )
   config = defaults.base_config()
   config.model.name = MODELS[model]['name']
   config.model.kwargs.update(MODELS[model]['kwargs'])
@@ -78,8 +87,10 @@ def downstream(method: str, arg: str | None, **extra_args) -> ml_collections.Con
   class, 0 = all), smoke; `extra_args` are the method's own (k, rank, ...).
   """
   from jaxadapt import methods  # Local import: methods imports nothing from here.
-  arg = config_lib.parse_arg(arg, model='cnn', checkpoint='runs/pretrain', shots=0, smoke=False,
-                             **extra_args)
+
+  arg = config_lib.parse_arg(
+      arg, model='cnn', checkpoint='runs/pretrain', shots=0, smoke=False, **extra_args
+  )
   config = fashion_mnist(arg.model, DOWNSTREAM_CLASSES)
   config.init.checkpoint = arg.checkpoint
   config.dataset.examples_per_class = arg.shots

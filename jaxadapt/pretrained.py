@@ -29,14 +29,17 @@ def read_flat(path: str) -> dict[str, np.ndarray]:
   """Reads any supported checkpoint into {'a/b/c': numpy array}."""
   p = epath.Path(path)
   if not p.exists():
-    raise FileNotFoundError(f"init.checkpoint not found: {path}; train the upstream model first "
-                            f"(e.g. jaxadapt train --config configs/fashion_mnist/pretrain.py "
-                            f"--workdir {path}) or point checkpoint= at a .npz/.safetensors file")
+    raise FileNotFoundError(
+        f'init.checkpoint not found: {path}; train the upstream model first '
+        f'(e.g. jaxadapt train --config configs/fashion_mnist/pretrain.py '
+        f'--workdir {path}) or point checkpoint= at a .npz/.safetensors file'
+    )
   if p.suffix == '.npz':
     with p.open('rb') as f, np.load(f) as z:
       return {k: np.asarray(z[k]) for k in z.files}
   if p.suffix == '.safetensors':
     from safetensors.numpy import load
+
     return dict(load(p.read_bytes()))
   params = checkpoint.restore_params(p)
   return {k: np.asarray(v) for k, v in partition.flatten(params).items()}
@@ -55,16 +58,26 @@ def rename(flat: Mapping[str, np.ndarray], name_map: Sequence[tuple[str, str]]) 
   return out
 
 
-def load_into(fresh: Any, path: str, dont_load: Sequence[str] = (),
-              name_map: Sequence[tuple[str, str]] = ()) -> tuple[Any, dict[str, list[str]]]:
+def load_into(
+    fresh: Any, path: str, dont_load: Sequence[str] = (), name_map: Sequence[tuple[str, str]] = ()
+) -> tuple[Any, dict[str, list[str]]]:
   """Returns (params, report): `fresh` with every loadable leaf replaced from `path`.
 
   The report lists 'loaded', 'kept' (dont_load) and 'unused' checkpoint keys.
   """
   source = rename(read_flat(path), name_map)
   target = partition.flatten(fresh)
-  skip = (partition.match([(r, True) for r in dont_load], list(target), 'init.dont_load',
-                          default=False, require_cover=False) if dont_load else {})
+  skip = (
+      partition.match(
+          [(r, True) for r in dont_load],
+          list(target),
+          'init.dont_load',
+          default=False,
+          require_cover=False,
+      )
+      if dont_load
+      else {}
+  )
   out, report = {}, {'loaded': [], 'kept': [], 'unused': []}
   for name, leaf in target.items():
     if skip.get(name):
@@ -73,17 +86,21 @@ def load_into(fresh: Any, path: str, dont_load: Sequence[str] = (),
       continue
     if name not in source:
       close = partition.nearby(name, list(source), n=3)
-      raise PretrainedError(f"parameter '{name}' is not in checkpoint {path} "
-                            f"(closest keys: {', '.join(close)}); add it to init.dont_load "
-                            f"or map it with init.name_map")
+      raise PretrainedError(
+          f"parameter '{name}' is not in checkpoint {path} "
+          f"(closest keys: {', '.join(close)}); add it to init.dont_load "
+          f'or map it with init.name_map'
+      )
     value = source[name]
     if value.shape != leaf.shape:
       if name.endswith('pos_embedding') and value.ndim == 3 and leaf.ndim == 3:
         value = resize_posemb(value, leaf.shape)
       else:
-        raise PretrainedError(f"parameter '{name}' has shape {tuple(value.shape)} in the "
-                              f"checkpoint but {tuple(leaf.shape)} in the model; add it to "
-                              f"init.dont_load to re-initialise it")
+        raise PretrainedError(
+            f"parameter '{name}' has shape {tuple(value.shape)} in the "
+            f'checkpoint but {tuple(leaf.shape)} in the model; add it to '
+            f'init.dont_load to re-initialise it'
+        )
     out[name] = jax.device_put(value.astype(leaf.dtype), leaf.sharding)
     report['loaded'].append(name)
   report['unused'] = sorted(set(source) - set(report['loaded']))
@@ -100,8 +117,9 @@ def resize_posemb(posemb: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     if g_old.is_integer() and g_new.is_integer():
       break
   else:
-    raise PretrainedError(f"pos_embedding of {n_old} tokens cannot be resized to {n_new}: "
-                          f"grids are not square")
+    raise PretrainedError(
+        f'pos_embedding of {n_old} tokens cannot be resized to {n_new}: ' f'grids are not square'
+    )
   g_old, g_new = int(g_old), int(g_new)
   grid = posemb[0, extra:].reshape(g_old, g_old, dim)
   grid = np.asarray(jax.image.resize(grid, (g_new, g_new, dim), 'bilinear'))
@@ -118,11 +136,15 @@ def overlay(params: Any, path: str) -> Any:
   target = partition.flatten(params)
   for name, value in source.items():
     if name not in target:
-      raise PretrainedError(f"adapter tensor '{name}' in {path} matches no parameter "
-                            f"(closest: {', '.join(partition.nearby(name, list(target), n=3))}); "
-                            f"check adapt.lora.rules and the base model")
+      raise PretrainedError(
+          f"adapter tensor '{name}' in {path} matches no parameter "
+          f"(closest: {', '.join(partition.nearby(name, list(target), n=3))}); "
+          f'check adapt.lora.rules and the base model'
+      )
     if value.shape != target[name].shape:
-      raise PretrainedError(f"adapter tensor '{name}' has shape {tuple(value.shape)} in {path} "
-                            f"but {tuple(target[name].shape)} in the model")
+      raise PretrainedError(
+          f"adapter tensor '{name}' has shape {tuple(value.shape)} in {path} "
+          f'but {tuple(target[name].shape)} in the model'
+      )
     target[name] = jax.device_put(value.astype(target[name].dtype), target[name].sharding)
   return partition.unflatten(target)

@@ -20,8 +20,9 @@ import optax
 from jaxadapt import data, sharding
 
 
-def extract_features(forward: Callable, params: Any, preprocess: Callable, arrays: dict,
-                     batch_size: int, mesh) -> np.ndarray:
+def extract_features(
+    forward: Callable, params: Any, preprocess: Callable, arrays: dict, batch_size: int, mesh
+) -> np.ndarray:
   """Pre-head features (N, D) of every example, with eval preprocessing."""
 
   @jax.jit
@@ -36,8 +37,16 @@ def extract_features(forward: Callable, params: Any, preprocess: Callable, array
   return np.concatenate(chunks).astype(np.float32)
 
 
-def fit_head(kind: str, feats: np.ndarray, labels: np.ndarray, num_classes: int, *,
-             l2: float = 1e-3, epochs: int = 20, seed: int = 0) -> dict[str, np.ndarray]:
+def fit_head(
+    kind: str,
+    feats: np.ndarray,
+    labels: np.ndarray,
+    num_classes: int,
+    *,
+    l2: float = 1e-3,
+    epochs: int = 20,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
   if kind == 'ridge':
     return fit_ridge(feats, labels, num_classes, l2)
   if kind == 'softmax':
@@ -45,8 +54,9 @@ def fit_head(kind: str, feats: np.ndarray, labels: np.ndarray, num_classes: int,
   raise ValueError(f"unknown adapt.fast_probe '{kind}'; choose ridge or softmax (or '' for off)")
 
 
-def fit_ridge(feats: np.ndarray, labels: np.ndarray, num_classes: int,
-              l2: float = 1e-3) -> dict[str, np.ndarray]:
+def fit_ridge(
+    feats: np.ndarray, labels: np.ndarray, num_classes: int, l2: float = 1e-3
+) -> dict[str, np.ndarray]:
   """argmin_W |Xc W - Yc|^2 + lam |W|^2 with centred X, Y; lam = l2 * mean feature energy."""
   x = feats.astype(np.float64)
   y = np.eye(num_classes)[labels]
@@ -58,8 +68,16 @@ def fit_ridge(feats: np.ndarray, labels: np.ndarray, num_classes: int,
   return {'kernel': w.astype(np.float32), 'bias': (mu_y - mu_x @ w).astype(np.float32)}
 
 
-def fit_softmax(feats: np.ndarray, labels: np.ndarray, num_classes: int, *, epochs: int = 20,
-                batch_size: int = 256, lr: float = 1e-2, seed: int = 0) -> dict[str, np.ndarray]:
+def fit_softmax(
+    feats: np.ndarray,
+    labels: np.ndarray,
+    num_classes: int,
+    *,
+    epochs: int = 20,
+    batch_size: int = 256,
+    lr: float = 1e-2,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
   """Logistic regression by Adam on standardised features (folded back into the head)."""
   mu, sd = feats.mean(0), feats.std(0) + 1e-6
   x = jnp.asarray((feats - mu) / sd)
@@ -89,8 +107,10 @@ def fit_softmax(feats: np.ndarray, labels: np.ndarray, num_classes: int, *, epoc
   for key in jax.random.split(jax.random.key(seed), epochs):
     carry = epoch(carry, key)
   w = np.asarray(carry[0]['kernel']) / sd[:, None]
-  return {'kernel': w.astype(np.float32),
-          'bias': (np.asarray(carry[0]['bias']) - mu @ w).astype(np.float32)}
+  return {
+      'kernel': w.astype(np.float32),
+      'bias': (np.asarray(carry[0]['bias']) - mu @ w).astype(np.float32),
+  }
 
 
 def score(feats: np.ndarray, labels: np.ndarray, head: dict) -> dict[str, float]:

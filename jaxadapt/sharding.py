@@ -22,14 +22,18 @@ def make_mesh(mesh_cfg: ml_collections.ConfigDict, devices=None) -> Mesh:
   sizes = {'data': mesh_cfg.data, 'fsdp': mesh_cfg.fsdp}
   known = int(np.prod([s for s in sizes.values() if s != -1]))
   if list(sizes.values()).count(-1) > 1:
-    raise ValueError("mesh: at most one of mesh.data, mesh.fsdp may be -1")
+    raise ValueError('mesh: at most one of mesh.data, mesh.fsdp may be -1')
   if devices.size % known:
-    raise ValueError(f"mesh: {devices.size} devices cannot be split into data={mesh_cfg.data} "
-                     f"x fsdp={mesh_cfg.fsdp}")
+    raise ValueError(
+        f'mesh: {devices.size} devices cannot be split into data={mesh_cfg.data} '
+        f'x fsdp={mesh_cfg.fsdp}'
+    )
   sizes = {k: (devices.size // known if v == -1 else v) for k, v in sizes.items()}
   if sizes['data'] * sizes['fsdp'] != devices.size:
-    raise ValueError(f"mesh: data={sizes['data']} x fsdp={sizes['fsdp']} != {devices.size} devices; "
-                     f"set one of them to -1")
+    raise ValueError(
+        f"mesh: data={sizes['data']} x fsdp={sizes['fsdp']} != {devices.size} devices; "
+        f'set one of them to -1'
+    )
   return Mesh(devices.reshape(sizes['data'], sizes['fsdp']), BATCH_AXES)
 
 
@@ -47,15 +51,18 @@ def check_batch_size(batch_size: int, mesh: Mesh, what: str = 'batch_size') -> N
   n = mesh.devices.size
   if batch_size % n:
     lower, upper = batch_size // n * n, (batch_size // n + 1) * n
-    raise ValueError(f"{what}={batch_size} is not divisible by the {n} devices; "
-                     f"use {lower or upper} or {upper} (or change mesh.data/mesh.fsdp)")
+    raise ValueError(
+        f'{what}={batch_size} is not divisible by the {n} devices; '
+        f'use {lower or upper} or {upper} (or change mesh.data/mesh.fsdp)'
+    )
 
 
 def global_batch(local: dict, mesh: Mesh) -> dict:
   """Assembles process-local numpy arrays into global jax.Arrays on the mesh."""
   sharding = batch_sharding(mesh)
   return jax.tree.map(
-      lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), local)
+      lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), local
+  )
 
 
 # Leaves smaller than this stay replicated under 'fsdp': splitting a bias across devices
@@ -71,6 +78,7 @@ def param_specs(shapes: dict[str, tuple[int, ...]], rules, mesh: Mesh) -> dict[s
   ('fsdp', None) used as the PartitionSpec.
   """
   from jaxadapt import partition  # Local: partition is pure Python, sharding is imported early.
+
   decided = partition.match(rules, list(shapes), 'mesh.param_rules')
   n = mesh.shape['fsdp']
   specs = {}
@@ -87,12 +95,16 @@ def param_specs(shapes: dict[str, tuple[int, ...]], rules, mesh: Mesh) -> dict[s
         specs[path] = P(*[('fsdp' if d == dim else None) for d in range(len(shape))])
     elif isinstance(value, (tuple, list)):
       if len(value) > len(shape):
-        raise ValueError(f"mesh.param_rules: spec {tuple(value)} for '{path}' has more entries "
-                         f"than its {len(shape)} dimensions")
+        raise ValueError(
+            f"mesh.param_rules: spec {tuple(value)} for '{path}' has more entries "
+            f'than its {len(shape)} dimensions'
+        )
       specs[path] = P(*value)
     else:
-      raise ValueError(f"mesh.param_rules: bad value {value!r} for '{path}'; use 'replicate', "
-                       f"'fsdp' or a PartitionSpec tuple such as ('fsdp', None)")
+      raise ValueError(
+          f"mesh.param_rules: bad value {value!r} for '{path}'; use 'replicate', "
+          f"'fsdp' or a PartitionSpec tuple such as ('fsdp', None)"
+      )
   return specs
 
 
@@ -103,6 +115,7 @@ def tree_shardings(tree, specs: dict[str, P], shapes: dict[str, tuple[int, ...]]
   parameter-shaped trees nested inside optax states) follow the parameter whose path
   ends their key path and whose shape they share; everything else is replicated.
   """
+
   def sharding_of(key_path, leaf):
     keys = [k.key for k in key_path if isinstance(k, jax.tree_util.DictKey)]
     for start in range(len(keys)):
@@ -120,6 +133,7 @@ def plan(params, rules, mesh: Mesh):
   `params` may be abstract (ShapeDtypeStructs): nothing is allocated.
   """
   from jaxadapt import partition
+
   shapes = {p: tuple(v.shape) for p, v in partition.flatten(params).items()}
   specs = param_specs(shapes, rules, mesh)
   return tree_shardings(params, specs, shapes, mesh), specs, shapes

@@ -29,8 +29,13 @@ def make_forward(model: nn.Module, lora_alpha: float = 1.0) -> Forward:
   """`forward(params, images, train=, features_only=, rngs=)`; LoRA adapters merged in."""
 
   def forward(params, images, *, train=False, features_only=False, rngs=None):
-    return model.apply({'params': lora.merge(params, lora_alpha)}, images, train=train,
-                       features_only=features_only, rngs=rngs)
+    return model.apply(
+        {'params': lora.merge(params, lora_alpha)},
+        images,
+        train=train,
+        features_only=features_only,
+        rngs=rngs,
+    )
 
   return forward
 
@@ -54,14 +59,22 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
 def split_params(params: Any, trainable: Mapping[str, bool]) -> tuple[dict, dict]:
   """Nested params -> (trainable, frozen) flat dicts keyed by path."""
   flat = partition.flatten(params)
-  return ({k: v for k, v in flat.items() if trainable[k]},
-          {k: v for k, v in flat.items() if not trainable[k]})
+  return (
+      {k: v for k, v in flat.items() if trainable[k]},
+      {k: v for k, v in flat.items() if not trainable[k]},
+  )
 
 
-def make_train_step(forward: Forward, tx: optax.GradientTransformation,
-                    trainable: Mapping[str, bool], preprocess: Preprocess, seed: int,
-                    lr_schedule: optax.Schedule | None = None, objective: Callable | None = None,
-                    mix: Callable | None = None) -> Callable:
+def make_train_step(
+    forward: Forward,
+    tx: optax.GradientTransformation,
+    trainable: Mapping[str, bool],
+    preprocess: Preprocess,
+    seed: int,
+    lr_schedule: optax.Schedule | None = None,
+    objective: Callable | None = None,
+    mix: Callable | None = None,
+) -> Callable:
   """Builds `train_step(state, batch, aux=None) -> (state, metrics)`; jit it with shardings.
 
   `objective(logits, batch, images, aux) -> per-example loss` replaces the
@@ -90,16 +103,20 @@ def make_train_step(forward: Forward, tx: optax.GradientTransformation,
     (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(learned)
     # The optimizer sees the whole tree; frozen leaves get zeros that set_to_zero drops.
     zeros = {k: jnp.zeros_like(v) for k, v in frozen.items()}
-    updates, opt_state = tx.update(partition.unflatten({**grads, **zeros}), state.opt_state,
-                                   state.params)
+    updates, opt_state = tx.update(
+        partition.unflatten({**grads, **zeros}), state.opt_state, state.params
+    )
     flat_updates = partition.flatten(updates)
     learned = optax.apply_updates(learned, {k: flat_updates[k] for k in learned})
     # Frozen leaves are passed through untouched, so they stay bitwise identical.
-    new_state = state.replace(step=state.step + 1, params=partition.unflatten({**frozen, **learned}),
-                              opt_state=opt_state)
-    metrics = {'loss': loss,
-               'accuracy': jnp.mean(jnp.argmax(logits, -1) == batch['label']),
-               'grad_norm': optax.tree.norm(grads)}
+    new_state = state.replace(
+        step=state.step + 1, params=partition.unflatten({**frozen, **learned}), opt_state=opt_state
+    )
+    metrics = {
+        'loss': loss,
+        'accuracy': jnp.mean(jnp.argmax(logits, -1) == batch['label']),
+        'grad_norm': optax.tree.norm(grads),
+    }
     if lr_schedule is not None:
       metrics['lr'] = lr_schedule(state.step)
     return new_state, metrics
@@ -115,8 +132,10 @@ def make_eval_step(forward: Forward, preprocess: Preprocess) -> Callable:
     logits = forward(params, images)
     mask = batch['mask'].astype(jnp.float32)
     correct = (jnp.argmax(logits, -1) == batch['label']).astype(jnp.float32)
-    return {'loss': jnp.sum(cross_entropy(logits, batch['label']) * mask),
-            'correct': jnp.sum(correct * mask),
-            'count': jnp.sum(mask)}
+    return {
+        'loss': jnp.sum(cross_entropy(logits, batch['label']) * mask),
+        'correct': jnp.sum(correct * mask),
+        'count': jnp.sum(mask),
+    }
 
   return eval_step

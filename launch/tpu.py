@@ -58,11 +58,13 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
+
   def error(self, message):  # One line, not argparse's usage block.
     raise UsageError(f'{message} (see {self.prog} --help)')
 
 
 # ---------------------------------------------------------------- helpers
+
 
 def default_runtime(accelerator_type: str) -> str:
   for prefix, runtime in RUNTIMES:
@@ -87,37 +89,64 @@ def _common(args) -> list[str]:
 
 
 def _ssh(args, command: str, worker: str = 'all') -> list[str]:
-  return (['gcloud', 'compute', 'tpus', 'tpu-vm', 'ssh', args.name] + _common(args)
-          + [f'--worker={worker}', '--command', command])
+  return (
+      ['gcloud', 'compute', 'tpus', 'tpu-vm', 'ssh', args.name]
+      + _common(args)
+      + [f'--worker={worker}', '--command', command]
+  )
 
 
 # ---------------------------------------------------------------- command builders
 
+
 def create_cmd(args) -> list[str]:
   runtime = args.version or default_runtime(args.accelerator_type)
   if args.queued:
-    cmd = (['gcloud', 'compute', 'tpus', 'queued-resources', 'create', args.name,
-            '--node-id', args.name] + _common(args)
-           + ['--accelerator-type', args.accelerator_type, '--runtime-version', runtime])
+    cmd = (
+        [
+            'gcloud',
+            'compute',
+            'tpus',
+            'queued-resources',
+            'create',
+            args.name,
+            '--node-id',
+            args.name,
+        ]
+        + _common(args)
+        + ['--accelerator-type', args.accelerator_type, '--runtime-version', runtime]
+    )
   else:
-    cmd = (['gcloud', 'compute', 'tpus', 'tpu-vm', 'create', args.name] + _common(args)
-           + ['--accelerator-type', args.accelerator_type, '--version', runtime])
+    cmd = (
+        ['gcloud', 'compute', 'tpus', 'tpu-vm', 'create', args.name]
+        + _common(args)
+        + ['--accelerator-type', args.accelerator_type, '--version', runtime]
+    )
   return cmd + (['--spot'] if args.spot else [])
 
 
 def delete_cmd(args) -> list[str]:
   if args.queued:  # --force also deletes the node the queued resource holds.
-    return (['gcloud', 'compute', 'tpus', 'queued-resources', 'delete', args.name]
-            + _common(args) + ['--force', '--quiet'])
+    return (
+        ['gcloud', 'compute', 'tpus', 'queued-resources', 'delete', args.name]
+        + _common(args)
+        + ['--force', '--quiet']
+    )
   return ['gcloud', 'compute', 'tpus', 'tpu-vm', 'delete', args.name] + _common(args) + ['--quiet']
 
 
 def describe_cmd(args) -> list[str]:
   if args.queued:
-    return (['gcloud', 'compute', 'tpus', 'queued-resources', 'describe', args.name]
-            + _common(args) + ['--format=value(state.state)'])
-  return (['gcloud', 'compute', 'tpus', 'tpu-vm', 'describe', args.name]
-          + _common(args) + ['--format=value(state)'])
+    return (
+        ['gcloud', 'compute', 'tpus', 'queued-resources', 'describe', args.name]
+        + _common(args)
+        + ['--format=value(state.state)']
+    )
+  return (
+      ['gcloud', 'compute', 'tpus', 'tpu-vm', 'describe', args.name]
+      + _common(args)
+      + ['--format=value(state)']
+  )
 
 
 def setup_script(repo: str | None) -> str:
@@ -128,8 +157,10 @@ def setup_script(repo: str | None) -> str:
       ' dataset-fashion-mnist) || echo "setup: warning: dataset-fashion-mnist not installed"',
   ]
   if repo:
-    steps.append(f'if [ -d {REMOTE_DIR}/.git ]; then git -C {REMOTE_DIR} pull --ff-only; '
-                 f'else git clone {shlex.quote(repo)} {REMOTE_DIR}; fi')
+    steps.append(
+        f'if [ -d {REMOTE_DIR}/.git ]; then git -C {REMOTE_DIR} pull --ff-only; '
+        f'else git clone {shlex.quote(repo)} {REMOTE_DIR}; fi'
+    )
   steps += [
       'python3 -m pip install -q --upgrade pip',
       f'python3 -m pip install -q -e {REMOTE_DIR} "jax[tpu]" -f {LIBTPU_FIND_LINKS}',
@@ -141,8 +172,20 @@ def setup_cmds(args) -> list[list[str]]:
   cmds = []
   if args.source:  # Fresh copy: scp into an existing directory would nest it.
     cmds.append(_ssh(args, f'rm -rf {REMOTE_DIR}'))
-    cmds.append(['gcloud', 'compute', 'tpus', 'tpu-vm', 'scp', '--recurse', args.source,
-                 f'{args.name}:{REMOTE_DIR}'] + _common(args) + ['--worker=all'])
+    cmds.append(
+        [
+            'gcloud',
+            'compute',
+            'tpus',
+            'tpu-vm',
+            'scp',
+            '--recurse',
+            args.source,
+            f'{args.name}:{REMOTE_DIR}',
+        ]
+        + _common(args)
+        + ['--worker=all']
+    )
   cmds.append(_ssh(args, setup_script(args.repo)))
   return cmds
 
@@ -150,9 +193,11 @@ def setup_cmds(args) -> list[list[str]]:
 def train_script(config: str, workdir: str, extra: list[str]) -> str:
   """Shell run on every worker: train, tee to ~/jaxadapt.log, keep the trainer's exit status."""
   train = shlex.join(['jaxadapt', 'train', '--config', config, '--workdir', workdir, *extra])
-  return (f'export PATH="$HOME/.local/bin:$PATH"; cd {REMOTE_DIR} || exit 1; '
-          f'{{ {train} 2>&1; echo $? > ~/.jaxadapt.rc; }} | tee -a {REMOTE_LOG}; '
-          f'exit "$(cat ~/.jaxadapt.rc)"')
+  return (
+      f'export PATH="$HOME/.local/bin:$PATH"; cd {REMOTE_DIR} || exit 1; '
+      f'{{ {train} 2>&1; echo $? > ~/.jaxadapt.rc; }} | tee -a {REMOTE_LOG}; '
+      f'exit "$(cat ~/.jaxadapt.rc)"'
+  )
 
 
 def run_cmd(args) -> list[str]:
@@ -164,6 +209,7 @@ def logs_cmd(args) -> list[str]:
 
 
 # ---------------------------------------------------------------- execution
+
 
 def execute(cmds, dry_run: bool) -> int:
   """Prints (dry run) or runs the commands in order; stops at the first failure.
@@ -186,8 +232,10 @@ def _call(cmd, capture: bool = False):
       return subprocess.run(cmd, capture_output=True, text=True)
     return subprocess.call(cmd, shell=isinstance(cmd, str))
   except FileNotFoundError:
-    raise UsageError(f'{cmd[0]} not found: install the Google Cloud CLI '
-                     '(https://cloud.google.com/sdk/docs/install) or use --dry-run')
+    raise UsageError(
+        f'{cmd[0]} not found: install the Google Cloud CLI '
+        '(https://cloud.google.com/sdk/docs/install) or use --dry-run'
+    )
 
 
 def _note(message: str) -> None:
@@ -230,8 +278,14 @@ def run_streaming(cmd: list[str]) -> tuple[int, bool]:
   """Runs `cmd`, echoing its output; returns (exit status, whether the trainer was stopped)."""
   stopped = False
   try:
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, errors='replace', bufsize=1)
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors='replace',
+        bufsize=1,
+    )
   except FileNotFoundError:
     raise UsageError(f'{cmd[0]} not found: install the Google Cloud CLI or use --dry-run')
   for line in proc.stdout:
@@ -256,8 +310,9 @@ def relaunch(args) -> int:
     print(f"# done when the run exits 0 and prints no '{STOP_MARKER}' line")
     if args.done_check:
       print(args.done_check)
-    print(f'# dry run: one simulated attempt of at most {args.max_attempts}, '
-          f'{args.sleep}s apart')
+    print(
+        f'# dry run: one simulated attempt of at most {args.max_attempts}, ' f'{args.sleep}s apart'
+    )
     return 0
 
   for attempt in range(1, args.max_attempts + 1):
@@ -295,16 +350,24 @@ def relaunch(args) -> int:
 
 # ---------------------------------------------------------------- CLI
 
+
 def parser() -> argparse.ArgumentParser:
   common = _Parser(add_help=False, allow_abbrev=False)
   common.add_argument('name', help='TPU (and queued-resource) name')
   common.add_argument('--zone', help='e.g. us-central2-b (v4), us-west4-a (v5e); required')
   common.add_argument('--project', help='GCP project (default: gcloud config)')
-  common.add_argument('--dry-run', action='store_true', default=argparse.SUPPRESS,
-                      help='print the commands instead of running them')
+  common.add_argument(
+      '--dry-run',
+      action='store_true',
+      default=argparse.SUPPRESS,
+      help='print the commands instead of running them',
+  )
   queued = _Parser(add_help=False, allow_abbrev=False)
-  queued.add_argument('--queued', action='store_true',
-                      help='the TPU is a queued resource (queued-resources create/delete)')
+  queued.add_argument(
+      '--queued',
+      action='store_true',
+      help='the TPU is a queued resource (queued-resources create/delete)',
+  )
   make = _Parser(add_help=False, allow_abbrev=False)
   make.add_argument('--accelerator-type', default='v5litepod-8', help='default: %(default)s')
   make.add_argument('--version', help='TPU software version (default: from the accelerator type)')
@@ -317,26 +380,59 @@ def parser() -> argparse.ArgumentParser:
   train.add_argument('--config', help='config file, relative to the repo root; required')
   train.add_argument('--workdir', help='gs://BUCKET/PATH shared by all workers; required')
 
-  p = _Parser(prog=PROG, allow_abbrev=False, description=__doc__.split('\n\n')[0],
-              epilog='Arguments after `--` (and --config.KEY=VALUE) go to `jaxadapt train`.')
-  p.add_argument('--dry-run', action='store_true', help='print the commands instead of running them')
+  p = _Parser(
+      prog=PROG,
+      allow_abbrev=False,
+      description=__doc__.split('\n\n')[0],
+      epilog='Arguments after `--` (and --config.KEY=VALUE) go to `jaxadapt train`.',
+  )
+  p.add_argument(
+      '--dry-run', action='store_true', help='print the commands instead of running them'
+  )
   sub = p.add_subparsers(dest='command', required=True, metavar='COMMAND')
-  sub.add_parser('create', parents=[common, queued, make], help='create a TPU VM or queued resource')
-  sub.add_parser('setup', parents=[common, code],
-                 help='copy/clone the code and pip install it with jax[tpu] on every worker')
+  sub.add_parser(
+      'create', parents=[common, queued, make], help='create a TPU VM or queued resource'
+  )
+  sub.add_parser(
+      'setup',
+      parents=[common, code],
+      help='copy/clone the code and pip install it with jax[tpu] on every worker',
+  )
   passthrough = 'Arguments after `--` (and --config.KEY=VALUE) go to `jaxadapt train`.'
-  sub.add_parser('run', parents=[common, train], help='train on every worker, streaming logs',
-                 epilog=passthrough)
-  r = sub.add_parser('relaunch', parents=[common, queued, make, code, train], epilog=passthrough,
-                     help='run until done: re-create + set up the TPU when preempted')
+  sub.add_parser(
+      'run',
+      parents=[common, train],
+      help='train on every worker, streaming logs',
+      epilog=passthrough,
+  )
+  r = sub.add_parser(
+      'relaunch',
+      parents=[common, queued, make, code, train],
+      epilog=passthrough,
+      help='run until done: re-create + set up the TPU when preempted',
+  )
   r.add_argument('--max-attempts', type=int, default=20, help='default: %(default)s')
-  r.add_argument('--sleep', type=int, default=60, help='seconds between attempts (default: %(default)s)')
-  r.add_argument('--done-check', help='extra shell command that must exit 0 for the run to count as done')
-  r.add_argument('--poll', type=int, default=30, help='seconds between state checks (default: %(default)s)')
-  r.add_argument('--ready-timeout', type=int, default=3600,
-                 help='max seconds to wait for the TPU to be ready (default: %(default)s)')
-  r.add_argument('--assume-state', default='READY', type=lambda s: None if s == 'missing' else s,
-                 help='dry run only: simulated state (READY, PREEMPTED, missing, ...)')
+  r.add_argument(
+      '--sleep', type=int, default=60, help='seconds between attempts (default: %(default)s)'
+  )
+  r.add_argument(
+      '--done-check', help='extra shell command that must exit 0 for the run to count as done'
+  )
+  r.add_argument(
+      '--poll', type=int, default=30, help='seconds between state checks (default: %(default)s)'
+  )
+  r.add_argument(
+      '--ready-timeout',
+      type=int,
+      default=3600,
+      help='max seconds to wait for the TPU to be ready (default: %(default)s)',
+  )
+  r.add_argument(
+      '--assume-state',
+      default='READY',
+      type=lambda s: None if s == 'missing' else s,
+      help='dry run only: simulated state (READY, PREEMPTED, missing, ...)',
+  )
   lg = sub.add_parser('logs', parents=[common], help='follow ~/jaxadapt.log on the workers')
   lg.add_argument('--worker', default='all', help='all, or one worker index (default: all)')
   sub.add_parser('delete', parents=[common, queued], help='delete the TPU VM or queued resource')
@@ -347,7 +443,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
   extra: list[str] = []
   if '--' in argv:
     i = argv.index('--')
-    argv, extra = argv[:i], argv[i + 1:]
+    argv, extra = argv[:i], argv[i + 1 :]
   args, unknown = parser().parse_known_args(argv)
   for arg in unknown:
     if not (args.command in ('run', 'relaunch') and arg.startswith('--config.') and '=' in arg):
@@ -361,8 +457,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 def _validate(args) -> None:
   if not args.zone:
-    raise UsageError(f'{args.command}: --zone is required (e.g. --zone us-central2-b for v4, '
-                     '--zone us-west4-a for v5e)')
+    raise UsageError(
+        f'{args.command}: --zone is required (e.g. --zone us-central2-b for v4, '
+        '--zone us-west4-a for v5e)'
+    )
   if hasattr(args, 'accelerator_type') and not args.version:
     default_runtime(args.accelerator_type)
   if args.command == 'setup' and not (args.repo or args.source):
@@ -374,12 +472,19 @@ def _validate(args) -> None:
       if not getattr(args, flag):
         raise UsageError(f'{args.command}: --{flag} is required')
     if not args.workdir.startswith('gs://'):
-      where = ('is lost when the TPU is preempted' if args.command == 'relaunch'
-               else 'is not shared across the workers of a multi-host slice')
+      where = (
+          'is lost when the TPU is preempted'
+          if args.command == 'relaunch'
+          else 'is not shared across the workers of a multi-host slice'
+      )
       if args.command == 'relaunch':
-        raise UsageError(f'relaunch: --workdir {args.workdir} is local: it {where}; use gs://BUCKET/PATH')
-      _note(f'warning: --workdir {args.workdir} is local to each worker: it {where} '
-            'and is lost with the TPU; use gs://BUCKET/PATH')
+        raise UsageError(
+            f'relaunch: --workdir {args.workdir} is local: it {where}; use gs://BUCKET/PATH'
+        )
+      _note(
+          f'warning: --workdir {args.workdir} is local to each worker: it {where} '
+          'and is lost with the TPU; use gs://BUCKET/PATH'
+      )
   if args.command == 'relaunch' and args.max_attempts < 1:
     raise UsageError('relaunch: --max-attempts must be >= 1')
 

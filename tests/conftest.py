@@ -5,8 +5,9 @@ import os
 import shutil
 import tempfile
 
-os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
-                           ' --xla_force_host_platform_device_count=8').strip()
+os.environ['XLA_FLAGS'] = (
+    os.environ.get('XLA_FLAGS', '') + ' --xla_force_host_platform_device_count=8'
+).strip()
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 
 # One XLA compilation cache for the session (the CLI reads JAXADAPT_XLA_CACHE): the

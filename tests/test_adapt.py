@@ -17,12 +17,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / 'configs/fashion_mnist'
 
 
-
-
 def config_spec(name, arg=''):
   return str(CONFIGS / f'{name}.py') + (f':{arg}' if arg else '')
-
-
 
 
 def upstream_cnn(tmp_path_factory):
@@ -38,17 +34,19 @@ def upstream_file(tmp_path_factory, model):
     net = models.build_model(presets.MODELS[model]['name'], 5, **kwargs)
     shapes = jax.eval_shape(net.init, jax.random.key(0), np.zeros((1, 28, 28, 1), np.float32))
     rng = np.random.default_rng(42)
-    flat = {k: ((1.0 if k.endswith('scale') else 0.0)
-                + rng.normal(0, 0.1, v.shape)).astype(v.dtype)
-            for k, v in partition.flatten(shapes['params']).items()}
+    flat = {
+        k: ((1.0 if k.endswith('scale') else 0.0) + rng.normal(0, 0.1, v.shape)).astype(v.dtype)
+        for k, v in partition.flatten(shapes['params']).items()
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, **flat)
   return path
 
 
 def upstream(tmp_path_factory, model):
-  return upstream_cnn(tmp_path_factory) if model == 'cnn' else upstream_file(tmp_path_factory,
-                                                                             model)
+  return (
+      upstream_cnn(tmp_path_factory) if model == 'cnn' else upstream_file(tmp_path_factory, model)
+  )
 
 
 def upstream_flat(path):
@@ -74,9 +72,16 @@ def host_flat(params):
 # presets.downstream applies the method's rules for the full-size model and only then
 # shrinks it for smoke, so depth-dependent rules (partial_ft's last block) name blocks the
 # smoke ViT does not have: "rule 'encoder/block4/.*' matches no parameter".
-CASES = [('linear_probe', 'cnn'), ('partial_ft', 'cnn'), ('full_ft', 'cnn'), ('lora', 'cnn'),
-         ('bitfit', 'cnn'), ('lora', 'vit'),
-         ('partial_ft', 'vit'), ('bitfit', 'resnet')]
+CASES = [
+    ('linear_probe', 'cnn'),
+    ('partial_ft', 'cnn'),
+    ('full_ft', 'cnn'),
+    ('lora', 'cnn'),
+    ('bitfit', 'cnn'),
+    ('lora', 'vit'),
+    ('partial_ft', 'vit'),
+    ('bitfit', 'resnet'),
+]
 # The resnet preset uses SGD: behind a zero-initialised head, six SGD steps move the norm
 # parameters by ~1e-6, a few float32 ulps (or not at all with a freshly initialised ResNet's
 # zero last-norm scales). Adam's normalised steps make "every trainable leaf changed" robust.
@@ -84,8 +89,9 @@ EXTRA = {'resnet': ['--config.optim.name=adamw']}
 
 
 @pytest.mark.parametrize('method, model', CASES)
-def test_frozen_leaves_bitwise_unchanged_and_trainable_leaves_change(tmp_path_factory, method,
-                                                                     model):
+def test_frozen_leaves_bitwise_unchanged_and_trainable_leaves_change(
+    tmp_path_factory, method, model
+):
   up = upstream(tmp_path_factory, model)
   spec = config_spec(method, f'model={model},smoke,checkpoint={up}')
   overrides = EXTRA.get(model, [])
@@ -117,7 +123,8 @@ def test_frozen_leaves_bitwise_unchanged_and_trainable_leaves_change(tmp_path_fa
     assert set(trainable) == {'head/kernel', 'head/bias'}
   if method == 'lora':
     assert {p for p in trainable if not p.startswith('head/')} == {
-        p for p in final if p.startswith('lora/')}
+        p for p in final if p.startswith('lora/')
+    }
     bs = [p for p in final if p.startswith('lora/') and p.endswith('/b')]
     assert bs
     for p in bs:
@@ -125,7 +132,7 @@ def test_frozen_leaves_bitwise_unchanged_and_trainable_leaves_change(tmp_path_fa
       assert final[p].any(), f'{p} is still zero after training'
     # Every base kernel under an adapter stays frozen.
     for p in bs:
-      base = p[len('lora/'):-len('/b')]
+      base = p[len('lora/') : -len('/b')]
       assert base in frozen
   if method == 'bitfit':
     assert all(p.startswith('head/') or p.endswith(('/bias', '/scale')) for p in trainable)
@@ -145,6 +152,7 @@ def test_frozen_leaves_bitwise_unchanged_and_trainable_leaves_change(tmp_path_fa
 
 
 # ----------------------------------------------------------- optimizer state, FLOPs
+
 
 def test_optimizer_state_holds_nothing_for_frozen_parameters():
   def opt_bytes(method):
@@ -189,6 +197,7 @@ def test_linear_probe_step_costs_forward_plus_head_backward_only(perf_rows):
 
 # ------------------------------------------------------- partial_ft k, layer decay
 
+
 def test_partial_ft_k2_trains_a_superset_of_k1():
   def trainable(k):
     config = config_lib.load_config(config_spec('partial_ft', f'smoke,k={k}'))
@@ -207,18 +216,36 @@ def test_partial_ft_k_out_of_range(k, capsys):
   config = config_lib.load_config(config_spec('scratch', 'smoke'))
   with pytest.raises(ValueError, match=f'k={k}'):
     methods.apply(config, 'partial_ft', k=k)
-  code = cli.main(['train', '--quiet', '--config', config_spec('partial_ft', f'smoke,k={k}'),
-                   '--workdir', '/nonexistent/never'])
+  code = cli.main(
+      [
+          'train',
+          '--quiet',
+          '--config',
+          config_spec('partial_ft', f'smoke,k={k}'),
+          '--workdir',
+          '/nonexistent/never',
+      ]
+  )
   err = capsys.readouterr().err
   assert code == 2 and f'k={k}' in err, err
 
 
 def test_layer_decay_lr_multipliers_decrease_towards_input(tmp_path):
   wd = tmp_path / 'lld'
-  code = cli.main(['train', '--quiet', '--config',
-                   config_spec('full_ft', 'smoke,layer_decay=0.5'), '--workdir', str(wd),
-                   '--config.init.checkpoint=', '--config.num_steps=1',
-                   '--config.dataset.val_split=', '--config.dataset.test_split='])
+  code = cli.main(
+      [
+          'train',
+          '--quiet',
+          '--config',
+          config_spec('full_ft', 'smoke,layer_decay=0.5'),
+          '--workdir',
+          str(wd),
+          '--config.init.checkpoint=',
+          '--config.num_steps=1',
+          '--config.dataset.val_split=',
+          '--config.dataset.test_split=',
+      ]
+  )
   assert code == 0
   table = json.loads((wd / 'params.json').read_text())
   lr = {p: row['lr_mult'] for p, row in table.items()}
@@ -234,13 +261,21 @@ def test_layer_decay_lr_multipliers_decrease_towards_input(tmp_path):
 
 # ---------------------------------------------------------------------- fast probe
 
+
 @pytest.mark.parametrize('fast', ['ridge', 'softmax'])
 def test_fast_probe_writes_metrics_and_keeps_backbone(tmp_path_factory, tmp_path, fast):
   up = upstream_cnn(tmp_path_factory)
   wd = tmp_path / fast
-  code = cli.main(['train', '--quiet', '--config',
-                   config_spec('linear_probe', f'smoke,fast={fast},checkpoint={up}'),
-                   '--workdir', str(wd)])
+  code = cli.main(
+      [
+          'train',
+          '--quiet',
+          '--config',
+          config_spec('linear_probe', f'smoke,fast={fast},checkpoint={up}'),
+          '--workdir',
+          str(wd),
+      ]
+  )
   assert code == 0
   records = read_metrics(wd)
   acc = [r['test/accuracy'] for r in records if 'test/accuracy' in r]

@@ -30,7 +30,9 @@ def test_quick_writes_results_report_and_plots(results):
   lora = next(r for r in records if r['method'] == 'lora')
   full = next(r for r in records if r['method'] == 'full_ft' and r['task'] == lora['task'])
   assert lora['opt_state_bytes'] < full['opt_state_bytes']
-  assert lora['pretrained'] and not next(r for r in records if r['method'] == 'scratch')['pretrained']
+  assert (
+      lora['pretrained'] and not next(r for r in records if r['method'] == 'scratch')['pretrained']
+  )
   report = (results / 'report.md').read_text()
   assert '## Task: related' in report and '| lora |' in report
   for png in ('accuracy_vs_data.png', 'accuracy_vs_flops.png'):
@@ -53,15 +55,20 @@ def test_report_regenerates_identical_tables(results):
 
 def test_unknown_method_and_malformed_suite(tmp_path, capsys):
   bad = tmp_path / 'bad.py'
-  bad.write_text(pathlib.Path(TINY.split(':')[0]).read_text().replace(
-      "      lora=dict(", "      lroa=dict("))
+  bad.write_text(
+      pathlib.Path(TINY.split(':')[0]).read_text().replace('      lora=dict(', '      lroa=dict(')
+  )
   assert cli.main(['bench', '--suite', str(bad), '--out', str(tmp_path / 'o')]) == 2
   err = capsys.readouterr().err
   assert "unknown method 'lroa'" in err and "did you mean 'lora'" in err
   empty = tmp_path / 'empty.py'
-  empty.write_text('import ml_collections\ndef get_suite(arg=None):\n'
-                   '  return ml_collections.ConfigDict({"tasks": {}})\n')
+  empty.write_text(
+      'import ml_collections\ndef get_suite(arg=None):\n'
+      '  return ml_collections.ConfigDict({"tasks": {}})\n'
+  )
   assert cli.main(['bench', '--suite', str(empty), '--out', str(tmp_path / 'o')]) == 2
   assert 'lacks upstream' in capsys.readouterr().err
-  assert cli.main(['bench', '--suite', str(tmp_path / 'nope.py'), '--out', str(tmp_path / 'o')]) == 2
+  assert (
+      cli.main(['bench', '--suite', str(tmp_path / 'nope.py'), '--out', str(tmp_path / 'o')]) == 2
+  )
   assert 'suite file not found' in capsys.readouterr().err

@@ -36,25 +36,50 @@ from jaxadapt.metrics import read_metrics
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SMOKE = str(ROOT / 'configs/fashion_mnist/scratch.py') + ':smoke'
-ARGS = ['--config', SMOKE, '--config.num_steps=9', '--config.ckpt_every=3', '--config.keep_ckpts=2',
-        '--config.log_every=2', '--config.eval_every=3']
+ARGS = [
+    '--config',
+    SMOKE,
+    '--config.num_steps=9',
+    '--config.ckpt_every=3',
+    '--config.keep_ckpts=2',
+    '--config.log_every=2',
+    '--config.eval_every=3',
+]
 TMP = '.orbax-checkpoint-tmp'
 TIMEOUT = 120
 
 
 def _command(workdir, quiet=True):
-  return [sys.executable, '-m', 'jaxadapt.cli', 'train', *(['--quiet'] if quiet else []),
-          '--workdir', str(workdir), *ARGS]
+  return [
+      sys.executable,
+      '-m',
+      'jaxadapt.cli',
+      'train',
+      *(['--quiet'] if quiet else []),
+      '--workdir',
+      str(workdir),
+      *ARGS,
+  ]
 
 
 def _env():
-  return {**os.environ, 'JAX_PLATFORMS': 'cpu',
-          'XLA_FLAGS': '--xla_force_host_platform_device_count=1'}
+  return {
+      **os.environ,
+      'JAX_PLATFORMS': 'cpu',
+      'XLA_FLAGS': '--xla_force_host_platform_device_count=1',
+  }
 
 
 def _train(workdir, quiet=True) -> str:
-  proc = subprocess.run(_command(workdir, quiet), env=_env(), cwd=ROOT, stdout=subprocess.PIPE,
-                        stderr=subprocess.STDOUT, text=True, timeout=TIMEOUT)
+  proc = subprocess.run(
+      _command(workdir, quiet),
+      env=_env(),
+      cwd=ROOT,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+      timeout=TIMEOUT,
+  )
   assert proc.returncode == 0, proc.stdout[-4000:]
   return proc.stdout
 
@@ -91,7 +116,7 @@ def _half_write(step_dir: pathlib.Path) -> pathlib.Path:
     if path.name in ('commit_success.txt', '_METADATA', 'manifest.ocdbt'):
       path.unlink()
     elif path.is_file() and path.parent.name == 'd':  # array data: cut mid-write
-      path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+      path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
   return tmp
 
 
@@ -107,7 +132,10 @@ def test_fabricated_half_written_step_is_ignored(reference, tmp_path):
   assert 'resumed from step 6' in out, out[-4000:]
   # Steps 7-9 were trained here: train metrics logged at 8 and at the last step, eval at 9.
   assert [(r['step'], 'train/loss' in r) for r in read_metrics(workdir)] == [
-      (8, True), (9, True), (9, False)]
+      (8, True),
+      (9, True),
+      (9, False),
+  ]
   assert not fake.exists()  # the save of step 9 replaced the leftover
   assert _steps(workdir) == ['6', '9']
   _assert_bitwise_equal(_params(reference), _params(workdir))
@@ -116,8 +144,14 @@ def test_fabricated_half_written_step_is_ignored(reference, tmp_path):
 def _kill_during_save(workdir: pathlib.Path) -> list[str]:
   """Runs the trainer, SIGKILLs it once the save of step 6 has started; returns the steps left."""
   saving = workdir / 'checkpoints' / f'6{TMP}' / f'default{TMP}'
-  proc = subprocess.Popen(_command(workdir), env=_env(), cwd=ROOT, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True)
+  proc = subprocess.Popen(
+      _command(workdir),
+      env=_env(),
+      cwd=ROOT,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+  )
   killed_mid_save = False
   try:
     deadline = time.time() + TIMEOUT

@@ -8,9 +8,15 @@ SCRATCH = 'configs/fashion_mnist/scratch.py'
 
 
 def test_override_types_and_nesting():
-  c = config_lib.load_config(SCRATCH, ['--config.optim.lr=0.05', '--config.batch_size=256',
-                                       '--config.dataset.data_dir=/tmp/x',
-                                       '--config.optim.name=sgd'])
+  c = config_lib.load_config(
+      SCRATCH,
+      [
+          '--config.optim.lr=0.05',
+          '--config.batch_size=256',
+          '--config.dataset.data_dir=/tmp/x',
+          '--config.optim.name=sgd',
+      ],
+  )
   assert c.optim.lr == 0.05 and c.batch_size == 256
   assert c.dataset.data_dir == '/tmp/x' and c.optim.name == 'sgd'
 
@@ -29,7 +35,7 @@ def test_file_argument_selects_variant():
 def test_typo_key_suggests_nearest():
   with pytest.raises(config_lib.ConfigError, match=r"unknown config key 'optim\.lrr'.*optim\.lr"):
     config_lib.load_config(SCRATCH, ['--config.optim.lrr=0.1'])
-  with pytest.raises(config_lib.ConfigError, match=r"batch_size"):
+  with pytest.raises(config_lib.ConfigError, match=r'batch_size'):
     config_lib.load_config(SCRATCH, ['--config.batchsize=3'])
 
 
@@ -47,7 +53,9 @@ def test_locked_config_rejects_new_keys_in_python():
 def test_parse_arg():
   a = config_lib.parse_arg('model=vit,smoke,k=3', model='cnn', smoke=False, k=1)
   assert (a.model, a.smoke, a.k) == ('vit', True, 3)
-  with pytest.raises(config_lib.ConfigError, match=r"unknown config argument 'modle'.*did you mean model"):
+  with pytest.raises(
+      config_lib.ConfigError, match=r"unknown config argument 'modle'.*did you mean model"
+  ):
     config_lib.parse_arg('modle=vit', model='cnn')
 
 

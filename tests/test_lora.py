@@ -19,8 +19,6 @@ CONFIGS = ROOT / 'configs/fashion_mnist'
 ALPHA = 16.0
 
 
-
-
 def smoke_model(name, num_classes=5):
   kwargs = {**presets.MODELS[name]['kwargs'], **presets.TINY[name]}
   return models.build_model(presets.MODELS[name]['name'], num_classes, **kwargs)
@@ -39,11 +37,14 @@ def apply_fn(model):
 
 
 IMAGES = jnp.asarray(np.random.default_rng(7).normal(size=(8, 28, 28, 1)).astype(np.float32))
-RULES = {'cnn': ((r'(block\d+/conv\d+|dense)/kernel', 8),),
-         'vit': ((r'encoder/block\d+/(attn/(query|value)|mlp/fc\d)/kernel', 4),)}
+RULES = {
+    'cnn': ((r'(block\d+/conv\d+|dense)/kernel', 8),),
+    'vit': ((r'encoder/block\d+/(attn/(query|value)|mlp/fc\d)/kernel', 4),),
+}
 
 
 # ------------------------------------------------------------------------ unit level
+
 
 @pytest.mark.parametrize('name', ['cnn', 'vit'])
 def test_lora_at_init_is_exactly_the_base_model(name):
@@ -68,14 +69,22 @@ def test_lora_at_init_is_exactly_the_base_model(name):
 
 def randomise_b(params, seed=3):
   rng = np.random.default_rng(seed)
-  return partition.unflatten({
-      p: jnp.asarray(rng.normal(0, 1, v.shape).astype(v.dtype)) if p.endswith('/b') else v
-      for p, v in partition.flatten(params).items()})
+  return partition.unflatten(
+      {
+          p: jnp.asarray(rng.normal(0, 1, v.shape).astype(v.dtype)) if p.endswith('/b') else v
+          for p, v in partition.flatten(params).items()
+      }
+  )
 
 
-@pytest.mark.parametrize('name, kernel', [('cnn', 'block2/conv1/kernel'),
-                                          ('vit', 'encoder/block1/attn/query/kernel'),
-                                          ('vit', 'encoder/block1/mlp/fc2/kernel')])
+@pytest.mark.parametrize(
+    'name, kernel',
+    [
+        ('cnn', 'block2/conv1/kernel'),
+        ('vit', 'encoder/block1/attn/query/kernel'),
+        ('vit', 'encoder/block1/mlp/fc2/kernel'),
+    ],
+)
 def test_merge_matches_the_adapted_forward(name, kernel):
   model = smoke_model(name)
   params = init_params(model)
@@ -112,10 +121,16 @@ def shapes_only(model):
 
 def test_adapter_shapes_and_rank_cap():
   params = init_params(smoke_model('cnn'))
-  kernels = {p: v.shape for p, v in partition.flatten(params).items()
-             if p.endswith('kernel') and not p.startswith('head')}
-  assert kernels == {'block1/conv1/kernel': (3, 3, 1, 4), 'block2/conv1/kernel': (3, 3, 4, 8),
-                     'dense/kernel': (7 * 7 * 8, 16)}
+  kernels = {
+      p: v.shape
+      for p, v in partition.flatten(params).items()
+      if p.endswith('kernel') and not p.startswith('head')
+  }
+  assert kernels == {
+      'block1/conv1/kernel': (3, 3, 1, 4),
+      'block2/conv1/kernel': (3, 3, 4, 8),
+      'dense/kernel': (7 * 7 * 8, 16),
+  }
   for rank in (2, 8, 64):
     rules = ((r'(block\d+/conv\d+|dense)/kernel', rank),)
     flat = partition.flatten(lora.add_adapters(params, rules, jax.random.key(0)))
@@ -137,9 +152,11 @@ def test_adapter_shapes_and_rank_cap():
 
 def test_lora_rule_errors():
   params = shapes_only(smoke_model('cnn'))  # errors come before any array is touched
-  with pytest.raises(partition.RuleError,
-                     match=r"rule 'blok1/conv1/kernel' matches no parameter; nearby paths: "
-                           r".*block1/conv1/kernel"):
+  with pytest.raises(
+      partition.RuleError,
+      match=r"rule 'blok1/conv1/kernel' matches no parameter; nearby paths: "
+      r'.*block1/conv1/kernel',
+  ):
     lora.add_adapters(params, (('blok1/conv1/kernel', 4),), jax.random.key(0))
   with pytest.raises(ValueError, match=r"'dense/bias' has shape \(16,\).*2D \(Dense\) or 4D"):
     lora.add_adapters(params, (('dense/.*', 4),), jax.random.key(0))
@@ -148,7 +165,6 @@ def test_lora_rule_errors():
 
 
 # ------------------------------------------------------------------------ end to end
-
 
 
 @pytest.fixture(scope='module')
@@ -191,8 +207,11 @@ def test_adapter_export_restores_the_trained_model(runs, tmp_path, capsys):
   # ... so evaluation gives the trained run's final numbers. (num_steps=0 with the smoke
   # config's num_epochs=0 means zero steps: train() only evaluates and returns the metrics.)
   final = train_lib.train(config, str(tmp_path / 'eval_only'), quiet=True)
-  last = [r for r in (json.loads(line) for line in
-                      (wd / 'metrics.jsonl').read_text().splitlines()) if 'test/accuracy' in r][-1]
+  last = [
+      r
+      for r in (json.loads(line) for line in (wd / 'metrics.jsonl').read_text().splitlines())
+      if 'test/accuracy' in r
+  ][-1]
   for key in ('val/accuracy', 'test/accuracy', 'val/loss', 'test/loss'):
     assert final[key] == pytest.approx(last[key], rel=1e-6, abs=1e-7), key
 

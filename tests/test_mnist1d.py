@@ -29,11 +29,20 @@ def data_dir(tmp_path_factory):
 
 
 def _cfg(data_dir):
-  return ml_collections.ConfigDict(dict(name='mnist1d', data_dir=data_dir, source_dir=None,
-                                        classes=(), examples_per_class=0, subset_seed=0))
+  return ml_collections.ConfigDict(
+      dict(
+          name='mnist1d',
+          data_dir=data_dir,
+          source_dir=None,
+          classes=(),
+          examples_per_class=0,
+          subset_seed=0,
+      )
+  )
 
 
 # ---- builder ----
+
 
 def test_builder_equals_the_generator(data_dir):
   np.random.seed(123)
@@ -60,6 +69,7 @@ def test_builder_equals_the_generator(data_dir):
 
 # ---- permute op ----
 
+
 def test_permute_is_one_fixed_invertible_permutation():
   x = jax.random.normal(jax.random.key(0), (5, 40, 1))
   order = np.random.RandomState(42).permutation(40)  # the paper notebook's shuffle
@@ -67,7 +77,7 @@ def test_permute_is_one_fixed_invertible_permutation():
   pre = make_preprocess('permute(42)')
   y_train = pre(x, jax.random.key(1), True)
   y_eval = pre(x, None, False)
-  np.testing.assert_array_equal(y_train, y_eval)              # train and eval agree
+  np.testing.assert_array_equal(y_train, y_eval)  # train and eval agree
   np.testing.assert_array_equal(y_eval, np.asarray(x)[:, order])  # same order for every row
   assert not np.array_equal(y_eval, x)
   np.testing.assert_array_equal(np.asarray(y_eval)[:, np.argsort(order)], x)  # invertible
@@ -83,7 +93,7 @@ def test_permute_on_images_moves_pixels_with_their_channels():
 
 
 def test_sequence_preprocess_errors():
-  with pytest.raises(ValueError, match=r"permute\(seed\) with an integer seed"):
+  with pytest.raises(ValueError, match=r'permute\(seed\) with an integer seed'):
     make_preprocess('permute(1.5)')
   with pytest.raises(ValueError, match="'flip' needs images"):
     output_shape('flip', (40, 1))
@@ -94,6 +104,7 @@ def test_sequence_preprocess_errors():
 
 # ---- models ----
 
+
 @pytest.mark.parametrize('name', list(TORCH_PARAMS))
 def test_model_shapes_and_parameter_counts(name):
   model = build_model(name, 10, **PAPER_KWARGS[name])
@@ -103,8 +114,10 @@ def test_model_shapes_and_parameter_counts(name):
   assert count == TORCH_PARAMS[name] - (24 if name == 'gru' else 0)
   assert not np.any(params['head']['kernel'])  # distillation reads the class count here
   assert params['head']['kernel'].shape[-1] == 10
-  params = {**params, 'head': {'kernel': jnp.ones_like(params['head']['kernel']),
-                               'bias': params['head']['bias']}}
+  params = {
+      **params,
+      'head': {'kernel': jnp.ones_like(params['head']['kernel']), 'bias': params['head']['bias']},
+  }
   logits = model.apply({'params': params}, x)
   feats = model.apply({'params': params}, x, features_only=True)
   assert logits.shape == (3, 10) and feats.shape == (3, FEATURES[name])
@@ -117,16 +130,20 @@ def test_model_shapes_and_parameter_counts(name):
 def test_parameter_paths():
   def paths(name, **kwargs):
     model = build_model(name, 10, **kwargs)
-    return set(partition.flatten(jax.eval_shape(model.init, jax.random.key(0),
-                                                jnp.zeros((1, 40, 1)))['params']))
+    return set(
+        partition.flatten(
+            jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 40, 1)))['params']
+        )
+    )
 
   layers = lambda *names: {f'{n}/{leaf}' for n in names for leaf in ('kernel', 'bias')}
   assert paths('linear') == layers('head')
   assert paths('mlp', widths=(8, 8, 4)) == layers('fc1', 'fc2', 'fc3', 'head')
   assert paths('cnn1d') == layers('conv1', 'conv2', 'conv3', 'head')
   cell = layers('ir', 'iz', 'in', 'hn') | {'hr/kernel', 'hz/kernel'}
-  assert paths('gru') == {f'gru/{d}/cell/{p}' for d in ('forward_rnn', 'backward_rnn')
-                          for p in cell} | layers('head')
+  assert paths('gru') == {
+      f'gru/{d}/cell/{p}' for d in ('forward_rnn', 'backward_rnn') for p in cell
+  } | layers('head')
   assert paths('gru', bidirectional=False) == {f'gru/cell/{p}' for p in cell} | layers('head')
 
 
@@ -172,12 +189,22 @@ def test_gru_matches_the_torch_gru_equations():
 
 # ---- config and end to end ----
 
+
 def test_config_is_the_paper_recipe():
   c = config_lib.load_config(CONFIG + ':model=gru')
   assert (c.dataset.name, c.dataset.train_split, c.dataset.val_split, c.dataset.test_split) == (
-      'mnist1d', 'train', '', 'test')
+      'mnist1d',
+      'train',
+      '',
+      'test',
+  )
   assert (c.batch_size, c.num_steps, c.optim.lr, c.optim.weight_decay, c.optim.schedule) == (
-      100, 6000, 1e-2, 0.0, 'constant')
+      100,
+      6000,
+      1e-2,
+      0.0,
+      'constant',
+  )
   assert c.preprocess.train == c.preprocess.eval == ''
   c = config_lib.load_config(CONFIG + ':model=mlp,shuffle,val=500')
   assert c.preprocess.train == c.preprocess.eval == 'permute(42)'
@@ -188,8 +215,17 @@ def test_config_is_the_paper_recipe():
 
 def test_cli_smoke_run(tmp_path, data_dir):
   wd = tmp_path / 'run'
-  code = cli.main(['train', '--quiet', '--config', CONFIG + ':model=cnn1d,shuffle,smoke',
-                   '--workdir', str(wd), f'--config.dataset.data_dir={data_dir}'])
+  code = cli.main(
+      [
+          'train',
+          '--quiet',
+          '--config',
+          CONFIG + ':model=cnn1d,shuffle,smoke',
+          '--workdir',
+          str(wd),
+          f'--config.dataset.data_dir={data_dir}',
+      ]
+  )
   assert code == 0
   records = read_metrics(wd)
   assert [r['step'] for r in records if 'train/loss' in r] == [2, 4, 6]
@@ -198,13 +234,16 @@ def test_cli_smoke_run(tmp_path, data_dir):
   assert 'conv3/kernel' in (wd / 'params.txt').read_text()
 
 
-@pytest.mark.parametrize('model, method, trainable', [
-    ('mlp', 'linear_probe', {'head/kernel', 'head/bias'}),
-    ('mlp', 'partial_ft', {'fc2/kernel', 'fc2/bias', 'head/kernel', 'head/bias'}),
-    ('cnn1d', 'partial_ft', {'conv3/kernel', 'conv3/bias', 'head/kernel', 'head/bias'}),
-    ('cnn1d', 'bitfit', {'conv1/bias', 'conv2/bias', 'conv3/bias', 'head/kernel', 'head/bias'}),
-    ('gru', 'partial_ft', None),  # one block: everything trains
-])
+@pytest.mark.parametrize(
+    'model, method, trainable',
+    [
+        ('mlp', 'linear_probe', {'head/kernel', 'head/bias'}),
+        ('mlp', 'partial_ft', {'fc2/kernel', 'fc2/bias', 'head/kernel', 'head/bias'}),
+        ('cnn1d', 'partial_ft', {'conv3/kernel', 'conv3/bias', 'head/kernel', 'head/bias'}),
+        ('cnn1d', 'bitfit', {'conv1/bias', 'conv2/bias', 'conv3/bias', 'head/kernel', 'head/bias'}),
+        ('gru', 'partial_ft', None),  # one block: everything trains
+    ],
+)
 def test_adaptation_methods_cover_the_mnist1d_models(model, method, trainable):
   config = config_lib.load_config(f'{CONFIG}:model={model}')
   with config.unlocked():

@@ -26,8 +26,14 @@ from jaxadapt.metrics import read_metrics
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SMOKE = str(ROOT / 'configs/fashion_mnist/scratch.py') + ':smoke'
 # log at 2, 4, 6; eval at 3, 6; checkpoints at 3, 6 (smoke preset), global batch 64.
-ARGS = ['--config', SMOKE, '--config.num_steps=6', '--config.log_every=2',
-        '--config.eval_every=3', '--config.ckpt_every=3']
+ARGS = [
+    '--config',
+    SMOKE,
+    '--config.num_steps=6',
+    '--config.log_every=2',
+    '--config.eval_every=3',
+    '--config.ckpt_every=3',
+]
 TIMEOUT = 120  # seconds for the whole test; a lost peer must fail the test, not hang CI
 JAX_DIST_VARS = ('JAX_COORDINATOR_ADDRESS', 'JAX_NUM_PROCESSES', 'JAX_PROCESS_ID')
 
@@ -35,6 +41,7 @@ JAX_DIST_VARS = ('JAX_COORDINATOR_ADDRESS', 'JAX_NUM_PROCESSES', 'JAX_PROCESS_ID
 def _free_port() -> int:
   try:
     import portpicker
+
     return portpicker.pick_unused_port()
   except ImportError:
     with socket.socket() as s:
@@ -44,8 +51,9 @@ def _free_port() -> int:
 
 def _env(devices: int, **extra) -> dict:
   env = {k: v for k, v in os.environ.items() if k not in JAX_DIST_VARS}
-  env.update(JAX_PLATFORMS='cpu', XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
-             **extra)
+  env.update(
+      JAX_PLATFORMS='cpu', XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}', **extra
+  )
   return env
 
 
@@ -54,7 +62,12 @@ def _start(workdir, log_path, env, *flags):
   try:
     return subprocess.Popen(
         [sys.executable, '-m', 'jaxadapt.cli', 'train', *flags, '--workdir', str(workdir), *ARGS],
-        env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True)
+        env=env,
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
   finally:
     log.close()  # the child holds its own descriptor
 
@@ -92,8 +105,9 @@ def test_two_processes_match_one_process_with_two_devices(tmp_path):
   procs = {}
   try:
     for pid in (0, 1):
-      env = _env(1, JAX_COORDINATOR_ADDRESS=coordinator, JAX_NUM_PROCESSES='2',
-                 JAX_PROCESS_ID=str(pid))
+      env = _env(
+          1, JAX_COORDINATOR_ADDRESS=coordinator, JAX_NUM_PROCESSES='2', JAX_PROCESS_ID=str(pid)
+      )
       # Process 0 not --quiet: its log states the device count of the global mesh.
       flags = ['--distributed'] + (['--quiet'] if pid else [])
       procs[f'process{pid}'] = _start(multi, logs[f'process{pid}'], env, *flags)
@@ -107,8 +121,10 @@ def test_two_processes_match_one_process_with_two_devices(tmp_path):
   outputs = {name: path.read_text() for name, path in logs.items()}
   # The process that failed by itself first; -9 means killed here (deadline or a failed peer).
   failed = sorted((proc.returncode == -9, name) for name, proc in procs.items() if proc.returncode)
-  assert not failed, '\n\n'.join(f'{name} exited with {procs[name].returncode}:\n'
-                                   + outputs[name][-3000:] for _, name in failed)
+  assert not failed, '\n\n'.join(
+      f'{name} exited with {procs[name].returncode}:\n' + outputs[name][-3000:]
+      for _, name in failed
+  )
   assert '2 device(s)' in outputs['process0'], outputs['process0'][-4000:]
 
   # Process 0 alone writes metrics: one line per log step and per eval step, no duplicates.
@@ -116,8 +132,9 @@ def test_two_processes_match_one_process_with_two_devices(tmp_path):
   assert [r['step'] for r in lines] == [r['step'] for r in read_metrics(single)] == [2, 3, 4, 6, 6]
   a, b = _train_records(multi), _train_records(single)
   assert list(a) == list(b) == [2, 4, 6]
-  np.testing.assert_allclose([a[s]['train/loss'] for s in a], [b[s]['train/loss'] for s in b],
-                             rtol=1e-5)
+  np.testing.assert_allclose(
+      [a[s]['train/loss'] for s in a], [b[s]['train/loss'] for s in b], rtol=1e-5
+  )
 
   # The collective save wrote complete checkpoints into the shared workdir.
   ckpts = sorted(int(p.name) for p in (multi / 'checkpoints').iterdir() if p.name.isdigit())

@@ -4,13 +4,20 @@ import pytest
 
 from jaxadapt import partition
 
-PATHS = ['stem/conv/kernel', 'stage1/block1/conv1/kernel', 'stage1/block1/norm1/scale',
-         'stage2/block1/conv1/kernel', 'head/kernel', 'head/bias']
+PATHS = [
+    'stem/conv/kernel',
+    'stage1/block1/conv1/kernel',
+    'stage1/block1/norm1/scale',
+    'stage2/block1/conv1/kernel',
+    'head/kernel',
+    'head/bias',
+]
 
 
 def test_first_match_wins():
-  got = partition.match([('head/.*', 'train'), ('stage2/.*', 'train'), ('.*', 'frozen')],
-                        PATHS, 'adapt.trainable')
+  got = partition.match(
+      [('head/.*', 'train'), ('stage2/.*', 'train'), ('.*', 'frozen')], PATHS, 'adapt.trainable'
+  )
   assert got['head/bias'] == 'train' and got['stage2/block1/conv1/kernel'] == 'train'
   assert got['stem/conv/kernel'] == 'frozen'
 
@@ -21,7 +28,9 @@ def test_uncovered_parameter_is_an_error():
 
 
 def test_rule_matching_nothing_lists_nearby_paths():
-  with pytest.raises(partition.RuleError, match=r"rule 'haed/.*' matches no parameter; nearby paths: .*head/"):
+  with pytest.raises(
+      partition.RuleError, match=r"rule 'haed/.*' matches no parameter; nearby paths: .*head/"
+  ):
     partition.match([('haed/.*', 'train'), ('.*', 'frozen')], PATHS, 'adapt.trainable')
 
 

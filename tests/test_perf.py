@@ -10,12 +10,21 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 SMOKE = str(ROOT / 'configs/fashion_mnist/scratch.py') + ':smoke'
 
 
-
-
 def test_perf_cli_table_and_json(tmp_path, capsys):
   out = tmp_path / 'perf.json'
-  code = cli.main(['perf', '--config', SMOKE, '--methods', 'linear_probe,lora,full_ft',
-                   '--steps', '2', '--out', str(out)])
+  code = cli.main(
+      [
+          'perf',
+          '--config',
+          SMOKE,
+          '--methods',
+          'linear_probe,lora,full_ft',
+          '--steps',
+          '2',
+          '--out',
+          str(out),
+      ]
+  )
   captured = capsys.readouterr()
   assert code == 0, captured.err
 

@@ -13,15 +13,36 @@ from jaxadapt import checkpoint, partition
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SMOKE = str(ROOT / 'configs/fashion_mnist/scratch.py') + ':smoke'
-STEPS = ['--config.num_steps=30', '--config.log_every=1', '--config.ckpt_every=10',
-         '--config.eval_every=30']
+STEPS = [
+    '--config.num_steps=30',
+    '--config.log_every=1',
+    '--config.ckpt_every=10',
+    '--config.eval_every=30',
+]
 
 
 def _train(workdir, **popen):
   env = {**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=1'}
-  return subprocess.Popen([sys.executable, '-m', 'jaxadapt.cli', 'train', '--quiet', '--config',
-                           SMOKE, '--workdir', str(workdir), *STEPS], env=env, cwd=ROOT,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+  return subprocess.Popen(
+      [
+          sys.executable,
+          '-m',
+          'jaxadapt.cli',
+          'train',
+          '--quiet',
+          '--config',
+          SMOKE,
+          '--workdir',
+          str(workdir),
+          *STEPS,
+      ],
+      env=env,
+      cwd=ROOT,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+      **popen,
+  )
 
 
 def _params(workdir):

@@ -50,8 +50,6 @@ def host_flat(params):
   return {k: np.asarray(v) for k, v in partition.flatten(params).items()}
 
 
-
-
 @pytest.fixture(scope='module')
 def upstream(tmp_path_factory):
   return trained_run(tmp_path_factory, 'upstream_cnn', str(CONFIGS / 'pretrain.py') + ':smoke')
@@ -64,6 +62,7 @@ def cnn():
 
 
 # ------------------------------------------------------------- workdir checkpoints
+
 
 def test_dont_load_keeps_the_fresh_head(upstream, cnn):
   _, fresh = cnn
@@ -80,8 +79,9 @@ def test_dont_load_keeps_the_fresh_head(upstream, cnn):
   assert set(report['loaded']) == set(fresh_flat) - head
   assert sorted(report['unused']) == sorted(head)  # the checkpoint's head is not used
   # The loaded leaves keep the fresh tree's placement.
-  assert all(a.sharding == b.sharding for a, b in zip(jax.tree.leaves(params),
-                                                      jax.tree.leaves(fresh)))
+  assert all(
+      a.sharding == b.sharding for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(fresh))
+  )
 
   # Without dont_load the upstream head comes along (same 5-class shape).
   params, report = pretrained.load_into(fresh, str(upstream))
@@ -91,12 +91,23 @@ def test_dont_load_keeps_the_fresh_head(upstream, cnn):
 
 def test_workdir_checkpoint_loads_on_another_device_count(upstream, tmp_path):
   out = tmp_path / 'flat.npz'
-  script = ('import sys, numpy as np; from jaxadapt import pretrained; '
-            'np.savez(sys.argv[2], **pretrained.read_flat(sys.argv[1]))')
-  env = {**os.environ, 'JAX_PLATFORMS': 'cpu',
-         'XLA_FLAGS': '--xla_force_host_platform_device_count=1'}
-  result = subprocess.run([sys.executable, '-c', script, str(upstream), str(out)], env=env,
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+  script = (
+      'import sys, numpy as np; from jaxadapt import pretrained; '
+      'np.savez(sys.argv[2], **pretrained.read_flat(sys.argv[1]))'
+  )
+  env = {
+      **os.environ,
+      'JAX_PLATFORMS': 'cpu',
+      'XLA_FLAGS': '--xla_force_host_platform_device_count=1',
+  }
+  result = subprocess.run(
+      [sys.executable, '-c', script, str(upstream), str(out)],
+      env=env,
+      cwd=ROOT,
+      capture_output=True,
+      text=True,
+      timeout=300,
+  )
   assert result.returncode == 0, result.stderr[-1500:]
   source = host_flat(checkpoint.restore_params(upstream))
   with np.load(out) as z:
@@ -106,6 +117,7 @@ def test_workdir_checkpoint_loads_on_another_device_count(upstream, tmp_path):
 
 
 # ----------------------------------------------------------------------- errors
+
 
 def save_npz(path, flat):
   np.savez(path, **flat)
@@ -117,9 +129,11 @@ def test_shape_mismatch_names_the_parameter(tmp_path, cnn):
   flat = host_flat(fresh)
   flat['dense/kernel'] = np.zeros((392, 17), np.float32)
   path = save_npz(tmp_path / 'ckpt.npz', flat)
-  with pytest.raises(pretrained.PretrainedError,
-                     match=r"'dense/kernel' has shape \(392, 17\) in the checkpoint but "
-                           r"\(392, 16\) in the model; add it to init.dont_load"):
+  with pytest.raises(
+      pretrained.PretrainedError,
+      match=r"'dense/kernel' has shape \(392, 17\) in the checkpoint but "
+      r'\(392, 16\) in the model; add it to init.dont_load',
+  ):
     pretrained.load_into(fresh, path)
   # Following the advice works.
   params, report = pretrained.load_into(fresh, path, dont_load=('dense/kernel',))
@@ -133,8 +147,9 @@ def test_missing_parameter_names_it(tmp_path, cnn):
   flat = host_flat(fresh)
   del flat['dense/bias']
   path = save_npz(tmp_path / 'ckpt.npz', flat)
-  with pytest.raises(pretrained.PretrainedError,
-                     match=r"parameter 'dense/bias' is not in checkpoint .*ckpt.npz"):
+  with pytest.raises(
+      pretrained.PretrainedError, match=r"parameter 'dense/bias' is not in checkpoint .*ckpt.npz"
+  ):
     pretrained.load_into(fresh, path)
 
 
@@ -146,9 +161,16 @@ def test_missing_checkpoint_path(tmp_path, cnn, capsys):
   # Through the CLI: one line naming the path, and no workdir left behind.
   missing = tmp_path / 'no_such_run'
   wd = tmp_path / 'wd'
-  code = cli.main(['train', '--quiet', '--config',
-                   str(CONFIGS / 'linear_probe.py') + f':smoke,checkpoint={missing}',
-                   '--workdir', str(wd)])
+  code = cli.main(
+      [
+          'train',
+          '--quiet',
+          '--config',
+          str(CONFIGS / 'linear_probe.py') + f':smoke,checkpoint={missing}',
+          '--workdir',
+          str(wd),
+      ]
+  )
   err = capsys.readouterr().err
   assert code == 2 and str(missing) in err, err
   assert not wd.exists()
@@ -156,12 +178,14 @@ def test_missing_checkpoint_path(tmp_path, cnn, capsys):
 
 # ---------------------------------------------------------------- file formats
 
+
 def test_npz_with_name_map(tmp_path, cnn):
   _, fresh = cnn
   source = {k: v + 1.0 for k, v in host_flat(fresh).items()}
-  path = save_npz(tmp_path / 'ckpt.npz', {
-      **{f'model/{k}': v for k, v in source.items()},
-      'optimizer/step': np.array(7)})
+  path = save_npz(
+      tmp_path / 'ckpt.npz',
+      {**{f'model/{k}': v for k, v in source.items()}, 'optimizer/step': np.array(7)},
+  )
   with pytest.raises(pretrained.PretrainedError, match='is not in checkpoint'):
     pretrained.load_into(fresh, path)  # without the rename nothing matches
   params, report = pretrained.load_into(fresh, path, name_map=(('model/(.*)', r'\1'),))
@@ -173,8 +197,9 @@ def test_npz_with_name_map(tmp_path, cnn):
 
 
 def test_name_map_first_match_wins():
-  renamed = pretrained.rename({'a/x': 1, 'b/x': 2}, [('a/(.*)', r'first/\1'), ('.*/x', 'second'),
-                                                     ('a/x', 'never')])
+  renamed = pretrained.rename(
+      {'a/x': 1, 'b/x': 2}, [('a/(.*)', r'first/\1'), ('.*/x', 'second'), ('a/x', 'never')]
+  )
   assert renamed == {'first/x': 1, 'second': 2}
 
 
@@ -194,11 +219,12 @@ def test_safetensors_round_trip(tmp_path, cnn):
 
 # ------------------------------------------------------------------ ViT resize
 
+
 @pytest.mark.parametrize('pool, extra', [('cls', 1), ('gap', 0)])
 def test_vit_pos_embedding_is_resized_to_the_new_grid(tmp_path, pool, extra):
   # A ViT's position embedding is sized by the input it is initialised on.
-  small = smoke_model('vit', pool=pool)   # 28x28, patch 4: 7x7 grid
-  large = smoke_model('vit', pool=pool)   # 32x32, patch 4: 8x8 grid
+  small = smoke_model('vit', pool=pool)  # 28x28, patch 4: 7x7 grid
+  large = smoke_model('vit', pool=pool)  # 32x32, patch 4: 8x8 grid
   source = host_flat(random_params(small, seed=1))
   target = random_params(large, seed=2, size=32)
   width = source['pos_embedding'].shape[-1]
@@ -208,7 +234,7 @@ def test_vit_pos_embedding_is_resized_to_the_new_grid(tmp_path, pool, extra):
   rng = np.random.default_rng(0)
   channel = rng.normal(size=width).astype(np.float32)
   constant = source['pos_embedding'].copy()
-  constant[0, extra:] = channel            # the same vector at every grid position
+  constant[0, extra:] = channel  # the same vector at every grid position
   ramp = source['pos_embedding'].copy()
   ramp[0, extra:] = np.arange(49, dtype=np.float32)[:, None] * channel
 
@@ -220,8 +246,9 @@ def test_vit_pos_embedding_is_resized_to_the_new_grid(tmp_path, pool, extra):
     assert 'pos_embedding' in report['loaded']
     assert np.array_equal(got[0, :extra], posemb[0, :extra])  # cls row untouched
     if posemb is constant:
-      np.testing.assert_allclose(got[0, extra:], np.broadcast_to(channel, (64, width)),
-                                 rtol=1e-6, atol=1e-6)
+      np.testing.assert_allclose(
+          got[0, extra:], np.broadcast_to(channel, (64, width)), rtol=1e-6, atol=1e-6
+      )
     else:
       # Interpolation stays within the source's range per channel and keeps the corners'
       # order: top-left is the smallest multiple of `channel`, bottom-right the largest.

@@ -20,27 +20,58 @@ ACC = {
         'distill': {10: (0.70, 0.70), 0: (0.86, 0.86)},  # 0.86 < 0.9 * 0.96
     },
 }
-TRAINABLE = {'scratch': 400000, 'linear_probe': 650, 'full_ft': 400000, 'lora': 12345,
-             'distill': 50000}
+TRAINABLE = {
+    'scratch': 400000,
+    'linear_probe': 650,
+    'full_ft': 400000,
+    'lora': 12345,
+    'distill': 50000,
+}
 
 
 def _record(task, method, size, seed, acc):
   steps = 100 if size == 1 else 1000
   step_flops = 2.5e8 if method == 'lora' else 1e9
-  return {'cell': f'{task}/{method}/{size}/{seed}', 'task': task, 'method': method,
-          'examples_per_class': size, 'seed': seed, 'test_accuracy': acc, 'val_accuracy': acc,
-          'trainable_params': TRAINABLE[method], 'total_params': 400000,
-          'opt_state_bytes': 2 * 4 * TRAINABLE[method], 'step_flops': step_flops, 'steps': steps,
-          'train_flops': step_flops * steps, 'wall_seconds': 12.3 if seed == 0 else 12.5,
-          'examples_seen': 128 * steps, 'pretrained': method in ('linear_probe', 'full_ft', 'lora'),
-          'model': 'cnn', 'train_examples': 5 * (size or 6000), 'config': {'seed': seed}}
+  return {
+      'cell': f'{task}/{method}/{size}/{seed}',
+      'task': task,
+      'method': method,
+      'examples_per_class': size,
+      'seed': seed,
+      'test_accuracy': acc,
+      'val_accuracy': acc,
+      'trainable_params': TRAINABLE[method],
+      'total_params': 400000,
+      'opt_state_bytes': 2 * 4 * TRAINABLE[method],
+      'step_flops': step_flops,
+      'steps': steps,
+      'train_flops': step_flops * steps,
+      'wall_seconds': 12.3 if seed == 0 else 12.5,
+      'examples_seen': 128 * steps,
+      'pretrained': method in ('linear_probe', 'full_ft', 'lora'),
+      'model': 'cnn',
+      'train_examples': 5 * (size or 6000),
+      'config': {'seed': seed},
+  }
 
 
 def _records():
-  out = [{'cell': 'upstream/pretrain/0/0', 'task': 'upstream', 'method': 'pretrain',
-          'examples_per_class': 0, 'seed': 0, 'test_accuracy': 0.934, 'wall_seconds': 41.25,
-          'model': 'cnn', 'pretrained': False, 'train_flops': 1e13, 'trainable_params': 1,
-          'total_params': 1}]
+  out = [
+      {
+          'cell': 'upstream/pretrain/0/0',
+          'task': 'upstream',
+          'method': 'pretrain',
+          'examples_per_class': 0,
+          'seed': 0,
+          'test_accuracy': 0.934,
+          'wall_seconds': 41.25,
+          'model': 'cnn',
+          'pretrained': False,
+          'train_flops': 1e13,
+          'trainable_params': 1,
+          'total_params': 1,
+      }
+  ]
   for task, methods in ACC.items():
     for method, sizes in methods.items():
       for size, accs in sizes.items():
@@ -57,8 +88,9 @@ def results_dir(tmp_path):
 
 
 def _row(rows, task, method, size):
-  (row,) = [r for r in rows if (r['task'], r['method'], r['examples_per_class']) ==
-            (task, method, size)]
+  (row,) = [
+      r for r in rows if (r['task'], r['method'], r['examples_per_class']) == (task, method, size)
+  ]
   return row
 
 
@@ -93,8 +125,12 @@ def test_aggregate_means_and_population_std():
   assert single[0]['test_accuracy_std'] == 0.0 and single[0]['n_seeds'] == 1
   # Rows are sorted: task, then the fixed method order, then size with "all" last.
   keys = [(r['task'], r['method'], r['examples_per_class']) for r in rows]
-  assert keys[:4] == [('related', 'scratch', 1), ('related', 'scratch', 10),
-                      ('related', 'scratch', 0), ('related', 'linear_probe', 1)]
+  assert keys[:4] == [
+      ('related', 'scratch', 1),
+      ('related', 'scratch', 10),
+      ('related', 'scratch', 0),
+      ('related', 'linear_probe', 1),
+  ]
 
 
 def test_upstream_excluded_and_rerun_cell_keeps_last():
@@ -105,24 +141,37 @@ def test_upstream_excluded_and_rerun_cell_keeps_last():
 
 def test_data_needed():
   text = report.terminal_table(_records())
-  needed = {tuple(line.split()[:2]): line.split()[2] + (' reached' if 'not reached' in line
-                                                        else '') for line in text.splitlines()[2:]}
-  assert needed == {('related', 'scratch'): 'not reached', ('related', 'linear_probe'): 'not reached',
-                    ('related', 'full_ft'): '10', ('related', 'lora'): '1',
-                    ('unrelated', 'scratch'): 'all', ('unrelated', 'full_ft'): '10',
-                    ('unrelated', 'distill'): 'not reached'}
+  needed = {
+      tuple(line.split()[:2]): line.split()[2] + (' reached' if 'not reached' in line else '')
+      for line in text.splitlines()[2:]
+  }
+  assert needed == {
+      ('related', 'scratch'): 'not reached',
+      ('related', 'linear_probe'): 'not reached',
+      ('related', 'full_ft'): '10',
+      ('related', 'lora'): '1',
+      ('unrelated', 'scratch'): 'all',
+      ('unrelated', 'full_ft'): '10',
+      ('unrelated', 'distill'): 'not reached',
+  }
   # A lower threshold lets the linear probe qualify at one example per class (0.65 >= 0.7 * 0.91).
   assert '| linear_probe | pre-trained | 1 |' in report.markdown(_records(), threshold=0.7)
 
 
 def test_markdown_rows_and_header():
   text = report.markdown(_records())
-  assert ('| method | model used | data needed | compute | time | trainable | optimizer state '
-          '| 1 | 10 | all |') in text
-  assert ('| lora | pre-trained | 1 | 250 GFLOP | 12.4 s | 3.1% | 96.4 KiB '
-          '| 83.0 ± 1.0 | 86.0 ± 0.0 | 89.0 ± 1.0 |') in text
-  assert ('| scratch | new | not reached | 1.0 TFLOP | 12.4 s | 100.0% | 3.1 MiB '
-          '| 35.0 ± 5.0 | 55.0 ± 5.0 | 80.0 ± 0.0 |') in text
+  assert (
+      '| method | model used | data needed | compute | time | trainable | optimizer state '
+      '| 1 | 10 | all |'
+  ) in text
+  assert (
+      '| lora | pre-trained | 1 | 250 GFLOP | 12.4 s | 3.1% | 96.4 KiB '
+      '| 83.0 ± 1.0 | 86.0 ± 0.0 | 89.0 ± 1.0 |'
+  ) in text
+  assert (
+      '| scratch | new | not reached | 1.0 TFLOP | 12.4 s | 100.0% | 3.1 MiB '
+      '| 35.0 ± 5.0 | 55.0 ± 5.0 | 80.0 ± 0.0 |'
+  ) in text
   assert '| linear_probe | pre-trained | not reached | 1.0 TFLOP | 12.4 s | 0.16% |' in text
   assert '| distill | new | not reached | 1.0 TFLOP | 12.4 s | 12.5% | 390.6 KiB | - |' in text
   assert '40 runs, 2 seeds (0, 1).' in text
@@ -145,8 +194,10 @@ def test_formatters():
 
 def test_write_report_deterministic_with_plots(results_dir):
   text, paths = report.write_report(results_dir)
-  assert sorted(p.rsplit('/', 1)[-1] for p in paths) == ['accuracy_vs_data.png',
-                                                          'accuracy_vs_flops.png']
+  assert sorted(p.rsplit('/', 1)[-1] for p in paths) == [
+      'accuracy_vs_data.png',
+      'accuracy_vs_flops.png',
+  ]
   pngs = {}
   for p in paths:
     with open(p, 'rb') as f:

@@ -10,15 +10,30 @@ from jaxadapt.bench import runner, seeds
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TINY = str(ROOT / 'configs/suites/fashion_mnist.py') + ':tiny'
-SUMMARY_KEYS = ('method', 'model', 'steps', 'batch_size', 'examples_seen', 'train_examples',
-                'step_flops', 'train_flops', 'opt_state_bytes', 'total_params',
-                'trainable_params', 'val/accuracy', 'val/loss', 'test/accuracy', 'test/loss')
+SUMMARY_KEYS = (
+    'method',
+    'model',
+    'steps',
+    'batch_size',
+    'examples_seen',
+    'train_examples',
+    'step_flops',
+    'train_flops',
+    'opt_state_bytes',
+    'total_params',
+    'trainable_params',
+    'val/accuracy',
+    'val/loss',
+    'test/accuracy',
+    'test/loss',
+)
 
 
 def _configs(method, upstream='unused', seed_list=(0, 1)):
   suite = runner.load_suite(TINY)
-  return [runner.cell_config(suite, 'related', method, 10, s, str(upstream), None)
-          for s in seed_list]
+  return [
+      runner.cell_config(suite, 'related', method, 10, s, str(upstream), None) for s in seed_list
+  ]
 
 
 def _assert_matches_sequential(configs, tmp_path):
@@ -29,8 +44,17 @@ def _assert_matches_sequential(configs, tmp_path):
     train.train(config, str(workdir), quiet=True)
     want = json.loads((workdir / 'summary.json').read_text())
     assert set(SUMMARY_KEYS) <= set(got) and set(want) <= set(got)
-    for k in ('method', 'model', 'steps', 'batch_size', 'examples_seen', 'train_examples',
-              'opt_state_bytes', 'total_params', 'trainable_params'):
+    for k in (
+        'method',
+        'model',
+        'steps',
+        'batch_size',
+        'examples_seen',
+        'train_examples',
+        'opt_state_bytes',
+        'total_params',
+        'trainable_params',
+    ):
       assert got[k] == want[k], k
     for k in ('val/accuracy', 'test/accuracy'):
       assert got[k] == pytest.approx(want[k], abs=1e-4), k
@@ -52,9 +76,21 @@ def test_scratch_seeds_match_sequential_runs(tmp_path):
 
 def test_lora_from_checkpoint_matches_sequential_runs(tmp_path):
   upstream = tmp_path / 'upstream'
-  assert cli.main(['train', '--quiet', '--config', str(ROOT / 'configs/fashion_mnist/pretrain.py')
-                   + ':smoke', '--config.model.kwargs.widths=(4, 8)',
-                   '--config.model.kwargs.dense=16', '--workdir', str(upstream)]) == 0
+  assert (
+      cli.main(
+          [
+              'train',
+              '--quiet',
+              '--config',
+              str(ROOT / 'configs/fashion_mnist/pretrain.py') + ':smoke',
+              '--config.model.kwargs.widths=(4, 8)',
+              '--config.model.kwargs.dense=16',
+              '--workdir',
+              str(upstream),
+          ]
+      )
+      == 0
+  )
   configs = _configs('lora', upstream)
   assert configs[0].init.checkpoint == str(upstream) and configs[0].adapt.lora.rules
   together = _assert_matches_sequential(configs, tmp_path)
@@ -79,10 +115,13 @@ def test_configs_differing_beyond_the_seed_are_refused():
     seeds.train_seeds([])
 
 
-@pytest.mark.parametrize('field,value,match', [
-    ('distill.teachers', ('/nowhere',), 'distill'),
-    ('adapt.fast_probe', 'ridge', 'fast_probe'),
-])
+@pytest.mark.parametrize(
+    'field,value,match',
+    [
+        ('distill.teachers', ('/nowhere',), 'distill'),
+        ('adapt.fast_probe', 'ridge', 'fast_probe'),
+    ],
+)
 def test_distillation_and_fast_probe_stay_sequential(field, value, match):
   configs = _configs('scratch')
   for c in configs:

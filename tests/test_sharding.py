@@ -18,8 +18,13 @@ def _step_on(devices, config, batch):
   tx = optim.make_optimizer(config, groups, 10)
   rep = sharding.replicated(mesh)
   state = jax.device_put(step_lib.init_state(params, tx), rep)
-  fn = step_lib.make_train_step(step_lib.make_forward(model), tx, trainable, data.make_preprocess(
-      'scale|pad_crop(2)|flip'), seed=0)
+  fn = step_lib.make_train_step(
+      step_lib.make_forward(model),
+      tx,
+      trainable,
+      data.make_preprocess('scale|pad_crop(2)|flip'),
+      seed=0,
+  )
   step = jax.jit(fn, in_shardings=(rep, sharding.batch_sharding(mesh)), out_shardings=(rep, rep))
   for _ in range(2):
     state, metrics = step(state, sharding.global_batch(batch, mesh))
@@ -30,8 +35,10 @@ def test_eight_devices_match_one():
   assert jax.device_count() == 8, 'tests/conftest.py should give 8 CPU devices'
   config = config_lib.load_config('configs/fashion_mnist/scratch.py')
   rng = np.random.default_rng(0)
-  batch = {'image': rng.integers(0, 255, (32, 28, 28, 1), dtype=np.uint8),
-           'label': rng.integers(0, 10, (32,), dtype=np.int32)}
+  batch = {
+      'image': rng.integers(0, 255, (32, 28, 28, 1), dtype=np.uint8),
+      'label': rng.integers(0, 10, (32,), dtype=np.int32),
+  }
   p1, m1 = _step_on(jax.devices()[:1], config, batch)
   p8, m8 = _step_on(jax.devices(), config, batch)
   np.testing.assert_allclose(m1['loss'], m8['loss'], rtol=1e-5)
@@ -47,19 +54,27 @@ def test_mesh_errors():
 
 def _fsdp_run(devices, data, fsdp, batch):
   from jaxadapt import train as train_lib
-  config = config_lib.load_config('configs/fashion_mnist/scratch.py', [
-      f'--config.mesh.data={data}', f'--config.mesh.fsdp={fsdp}',
-      '--config.model.kwargs.widths=(8, 16)', '--config.model.kwargs.dense=64'])
+
+  config = config_lib.load_config(
+      'configs/fashion_mnist/scratch.py',
+      [
+          f'--config.mesh.data={data}',
+          f'--config.mesh.fsdp={fsdp}',
+          '--config.model.kwargs.widths=(8, 16)',
+          '--config.model.kwargs.dense=64',
+      ],
+  )
   mesh = sharding.make_mesh(config.mesh, devices)
   info = {'num_classes': 10, 'image_shape': (28, 28, 1)}
   exp = train_lib.build(config, mesh, info, total_steps=10)
   init = lambda p: step_lib.init_state(p, exp.tx)
   state_sh = exp.shardings(jax.eval_shape(init, exp.params), mesh)
   state = jax.jit(init, out_shardings=state_sh)(exp.params)
-  step = jax.jit(step_lib.make_train_step(exp.forward, exp.tx, exp.trainable, exp.preprocess_train,
-                                          seed=0),
-                 in_shardings=(state_sh, sharding.batch_sharding(mesh)),
-                 out_shardings=(state_sh, sharding.replicated(mesh)))
+  step = jax.jit(
+      step_lib.make_train_step(exp.forward, exp.tx, exp.trainable, exp.preprocess_train, seed=0),
+      in_shardings=(state_sh, sharding.batch_sharding(mesh)),
+      out_shardings=(state_sh, sharding.replicated(mesh)),
+  )
   for _ in range(2):
     state, metrics = step(state, sharding.global_batch(batch, mesh))
   return state, metrics
@@ -67,8 +82,10 @@ def _fsdp_run(devices, data, fsdp, batch):
 
 def test_fsdp_and_data_parallel_match_one_device_and_fsdp_really_shards():
   rng = np.random.default_rng(1)
-  batch = {'image': rng.integers(0, 255, (32, 28, 28, 1), dtype=np.uint8),
-           'label': rng.integers(0, 10, (32,), dtype=np.int32)}
+  batch = {
+      'image': rng.integers(0, 255, (32, 28, 28, 1), dtype=np.uint8),
+      'label': rng.integers(0, 10, (32,), dtype=np.int32),
+  }
   one, m1 = _fsdp_run(jax.devices()[:1], 1, 1, batch)
   dp, m_dp = _fsdp_run(jax.devices(), 8, 1, batch)
   fsdp, m_fsdp = _fsdp_run(jax.devices(), 2, 4, batch)
@@ -90,8 +107,11 @@ def test_fsdp_and_data_parallel_match_one_device_and_fsdp_really_shards():
 
 
 def test_param_rules_explicit_spec_and_errors():
-  mesh = sharding.make_mesh(config_lib.load_config('configs/fashion_mnist/scratch.py', [
-      '--config.mesh.data=2', '--config.mesh.fsdp=4']).mesh)
+  mesh = sharding.make_mesh(
+      config_lib.load_config(
+          'configs/fashion_mnist/scratch.py', ['--config.mesh.data=2', '--config.mesh.fsdp=4']
+      ).mesh
+  )
   shapes = {'dense/kernel': (3136, 256), 'head/kernel': (256, 10)}
   specs = sharding.param_specs(shapes, [('dense/.*', (None, 'fsdp')), ('.*', 'replicate')], mesh)
   assert specs['dense/kernel'] == jax.sharding.PartitionSpec(None, 'fsdp')

@@ -45,8 +45,12 @@ def test_relative_workdir(tmp_path, capsys, monkeypatch):
 
 def test_same_seed_same_metrics_different_seed_differs(tmp_path, capsys):
   def losses(name, seed):
-    assert run(capsys, '--config', SMOKE, '--workdir', str(tmp_path / name),
-               f'--config.seed={seed}')[0] == 0
+    assert (
+        run(capsys, '--config', SMOKE, '--workdir', str(tmp_path / name), f'--config.seed={seed}')[
+            0
+        ]
+        == 0
+    )
     return [r['train/loss'] for r in read_metrics(tmp_path / name) if 'train/loss' in r]
 
   a, b, c = losses('a', 0), losses('b', 0), losses('c', 1)
@@ -54,13 +58,16 @@ def test_same_seed_same_metrics_different_seed_differs(tmp_path, capsys):
   assert a != c
 
 
-@pytest.mark.parametrize('args, message', [
-    (['--config.dataset.source_dir=/nonexistent'], 'apt-get install dataset-fashion-mnist'),
-    (['--config.model.name=resnte'], "unknown model 'resnte'"),
-    (['--config.dataset.name=fashon_mnist'], "unknown dataset 'fashon_mnist'"),
-    (['--config.optim.lrr=0.1'], "did you mean optim.lr"),
-    (['--config.batch_size=60'], 'batch_size=60 is not divisible by the 8 devices'),
-])
+@pytest.mark.parametrize(
+    'args, message',
+    [
+        (['--config.dataset.source_dir=/nonexistent'], 'apt-get install dataset-fashion-mnist'),
+        (['--config.model.name=resnte'], "unknown model 'resnte'"),
+        (['--config.dataset.name=fashon_mnist'], "unknown dataset 'fashon_mnist'"),
+        (['--config.optim.lrr=0.1'], 'did you mean optim.lr'),
+        (['--config.batch_size=60'], 'batch_size=60 is not divisible by the 8 devices'),
+    ],
+)
 def test_bad_input_is_one_line_and_leaves_nothing(tmp_path, capsys, args, message):
   wd = tmp_path / 'run'
   code, _, err = run(capsys, '--config', SMOKE, '--workdir', str(wd), *args)

@@ -20,8 +20,9 @@ from jaxadapt import presets
 
 
 def get_config(arg=None):
-  arg = config_lib.parse_arg(arg, teacher='runs/scratch', alone=False, loss='kl', shots=0,
-                             smoke=False)
+  arg = config_lib.parse_arg(
+      arg, teacher='runs/scratch', alone=False, loss='kl', shots=0, smoke=False
+  )
   config = presets.fashion_mnist('cnn')
   config.model.kwargs.update(widths=(8, 16), dense=32, dropout=0.0)  # ~27k parameters
   config.num_epochs = 10.0

@@ -35,10 +35,11 @@ SHUFFLE_SEED = 42  # np.random.seed(42) is the permutation of the paper's notebo
 def get_config(arg=None):
   arg = config_lib.parse_arg(arg, model='cnn1d', shuffle=False, val=0, smoke=False)
   if arg.model not in MODELS:
-    raise config_lib.ConfigError(f"unknown model '{arg.model}' in config argument; "
-                                 f"choose one of: {', '.join(MODELS)}")
+    raise config_lib.ConfigError(
+        f"unknown model '{arg.model}' in config argument; " f"choose one of: {', '.join(MODELS)}"
+    )
   if not 0 <= arg.val < NUM_TRAIN:
-    raise config_lib.ConfigError(f"config argument val={arg.val} must be in [0, {NUM_TRAIN})")
+    raise config_lib.ConfigError(f'config argument val={arg.val} must be in [0, {NUM_TRAIN})')
   config = defaults.base_config()
   config.dataset.name = 'mnist1d'
   if arg.val:
@@ -46,7 +47,7 @@ def get_config(arg=None):
     config.dataset.val_split = f'train[{NUM_TRAIN - arg.val}:]'
   else:
     config.dataset.train_split = 'train'
-    config.dataset.val_split = ''   # no validation split: evaluate on test only
+    config.dataset.val_split = ''  # no validation split: evaluate on test only
   config.dataset.test_split = 'test'
   # The generator already standardises the data (mean 0, std 1): no scaling, only the shuffle.
   spec = f'permute({SHUFFLE_SEED})' if arg.shuffle else ''
@@ -59,7 +60,7 @@ def get_config(arg=None):
   config.batch_size = 100
   config.eval_batch_size = 1000
   config.num_steps = 6000
-  config.optim.name = 'adamw'     # with weight_decay 0 this is the paper's Adam
+  config.optim.name = 'adamw'  # with weight_decay 0 this is the paper's Adam
   config.optim.lr = 1e-2
   config.optim.weight_decay = 0.0
   config.optim.schedule = 'constant'

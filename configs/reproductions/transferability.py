@@ -16,8 +16,16 @@ from jaxadapt import config as config_lib
 from jaxadapt import presets
 
 # The weight layers in order, as parameter path prefixes of the cnn model below.
-LAYERS = ('block1/conv1', 'block1/conv2', 'block2/conv1', 'block2/conv2', 'block3/conv1',
-          'block3/conv2', 'dense', 'head')
+LAYERS = (
+    'block1/conv1',
+    'block1/conv2',
+    'block2/conv1',
+    'block2/conv2',
+    'block3/conv1',
+    'block3/conv2',
+    'dense',
+    'head',
+)
 
 
 def get_config(arg=None):
@@ -26,18 +34,20 @@ def get_config(arg=None):
   config.model.kwargs.update(widths=(8, 16, 32), convs=2, dense=64, dropout=0.0, norm='none')
   config.dataset.classes = (0, 1, 2, 3, 4)
   config.dataset.examples_per_class = 1000  # 5,000 training images per half
-  config.dataset.val_split = ''             # test accuracy is the figure; skip a val pass
+  config.dataset.val_split = ''  # test accuracy is the figure; skip a val pass
   config.batch_size = 64
   config.num_epochs = 0.0
-  config.num_steps = 600                    # ~8 epochs of the 5,000 images
+  config.num_steps = 600  # ~8 epochs of the 5,000 images
   config.ckpt_every = 0
   if not 0 <= arg.n < len(LAYERS):
-    raise config_lib.ConfigError(f"n={arg.n}: copy 0..{len(LAYERS) - 1} of the {len(LAYERS)} "
-                                 f"weight layers (the head is always new)")
+    raise config_lib.ConfigError(
+        f'n={arg.n}: copy 0..{len(LAYERS) - 1} of the {len(LAYERS)} '
+        f'weight layers (the head is always new)'
+    )
   if arg.n and not arg.base:
-    raise config_lib.ConfigError("n > 0 copies layers from a base run: give base=<its workdir>")
+    raise config_lib.ConfigError('n > 0 copies layers from a base run: give base=<its workdir>')
   if arg.base:
-    copied, fresh = LAYERS[:arg.n], LAYERS[arg.n:]
+    copied, fresh = LAYERS[: arg.n], LAYERS[arg.n :]
     config.init.checkpoint = arg.base
     config.init.dont_load = (f"({'|'.join(fresh)})/.*",)
     config.adapt.method = f"{'fine_tune' if arg.fine_tune else 'frozen'}_{arg.n}"

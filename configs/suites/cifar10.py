@@ -18,20 +18,31 @@ FM = 'configs/fashion_mnist'  # the method files are dataset-agnostic once overr
 def get_suite(arg=None):
   del arg
   s = ml_collections.ConfigDict()
-  model = ('model.name=resnet', 'model.kwargs.depth=18', 'model.kwargs.width=64',
-           'model.kwargs.num_stages=4')
-  data = ('dataset.name=cifar10', 'dataset.train_split=train[:45000]',
-          'dataset.val_split=train[45000:]', 'dataset.test_split=test',
-          'preprocess.train=scale|normalize(0.49,0.48,0.45,0.25,0.24,0.26)|pad_crop(4)|flip',
-          'preprocess.eval=scale|normalize(0.49,0.48,0.45,0.25,0.24,0.26)')
+  model = (
+      'model.name=resnet',
+      'model.kwargs.depth=18',
+      'model.kwargs.width=64',
+      'model.kwargs.num_stages=4',
+  )
+  data = (
+      'dataset.name=cifar10',
+      'dataset.train_split=train[:45000]',
+      'dataset.val_split=train[45000:]',
+      'dataset.test_split=test',
+      'preprocess.train=scale|normalize(0.49,0.48,0.45,0.25,0.24,0.26)|pad_crop(4)|flip',
+      'preprocess.eval=scale|normalize(0.49,0.48,0.45,0.25,0.24,0.26)',
+  )
   s.common = data + ('eval_batch_size=1000',)
-  s.upstream = dict(config=f'{FM}/pretrain.py:model=resnet',
-                    overrides=model + ('num_epochs=30.0', 'batch_size=256'))
+  s.upstream = dict(
+      config=f'{FM}/pretrain.py:model=resnet',
+      overrides=model + ('num_epochs=30.0', 'batch_size=256'),
+  )
   s.tasks = dict(related=dict(overrides=('dataset.classes=(5, 6, 7, 8, 9)',)))
   s.methods = dict(
       scratch=dict(config=f'{FM}/scratch.py:model=resnet', overrides=model),
-      linear_probe_fast=dict(config=f'{FM}/linear_probe.py', args='model=resnet,fast=softmax',
-                             overrides=model),
+      linear_probe_fast=dict(
+          config=f'{FM}/linear_probe.py', args='model=resnet,fast=softmax', overrides=model
+      ),
       partial_ft=dict(config=f'{FM}/partial_ft.py', args='model=resnet,k=1', overrides=model),
       full_ft=dict(config=f'{FM}/full_ft.py', args='model=resnet', overrides=model),
       lora=dict(config=f'{FM}/lora.py', args='model=resnet,rank=8', overrides=model),

@@ -32,19 +32,40 @@ def get_suite(arg=None):
       'MNIST, 784-800-800-10 student alone': '146 test errors',
       'same student distilled at T=20': '74 test errors: 91% of the gap closed',
       'temperature': 'T >= 8 worked for 300+ hidden units per layer; with 30 units, '
-                     'T = 2.5-4 worked much better than higher or lower',
+      'T = 2.5-4 worked much better than higher or lower',
   }
   smoke = ',smoke' if arg.quick else ''
-  s.runs = [dict(name='teacher', config=f'{CONFIG}:model=cnn1d{smoke}',
-                 overrides=('model.kwargs.channels=100', 'model.kwargs.dropout=0.3'),
-                 tags=dict(role='teacher', seed=0))]
+  s.runs = [
+      dict(
+          name='teacher',
+          config=f'{CONFIG}:model=cnn1d{smoke}',
+          overrides=('model.kwargs.channels=100', 'model.kwargs.dropout=0.3'),
+          tags=dict(role='teacher', seed=0),
+      )
+  ]
   for seed in range(1 if arg.quick else arg.seeds):
     student = dict(config=f'{CONFIG}:model=cnn1d{smoke}')
-    s.runs.append(dict(student, name=f'alone/{seed}', overrides=(f'seed={seed}',),
-                       tags=dict(role='alone', seed=seed)))
+    s.runs.append(
+        dict(
+            student,
+            name=f'alone/{seed}',
+            overrides=(f'seed={seed}',),
+            tags=dict(role='alone', seed=seed),
+        )
+    )
     for t in ((2.0, 8.0) if arg.quick else TEMPERATURES):
-      s.runs.append(dict(student, name=f'distilled/T{t:g}/{seed}', overrides=(
-          f'seed={seed}', 'adapt.method=distill', "distill.teachers=('{run:teacher}',)",
-          f'distill.temperature={t}', 'distill.alpha=0.9'),
-          tags=dict(role='distilled', temperature=t, seed=seed)))
+      s.runs.append(
+          dict(
+              student,
+              name=f'distilled/T{t:g}/{seed}',
+              overrides=(
+                  f'seed={seed}',
+                  'adapt.method=distill',
+                  "distill.teachers=('{run:teacher}',)",
+                  f'distill.temperature={t}',
+                  'distill.alpha=0.9',
+              ),
+              tags=dict(role='distilled', temperature=t, seed=seed),
+          )
+      )
   return s

@@ -25,15 +25,23 @@ def get_suite(arg=None):
   s = ml_collections.ConfigDict()
   model = ('model.name=cnn', 'model.kwargs.widths=(16, 32)', 'model.kwargs.dense=128')
   s.common = ('eval_batch_size=1000',)
-  s.upstream = dict(config=f'{FM}/pretrain.py', overrides=model + ('num_epochs=2.0',
-                                                                    'batch_size=64'))
+  s.upstream = dict(
+      config=f'{FM}/pretrain.py', overrides=model + ('num_epochs=2.0', 'batch_size=64')
+  )
   s.tasks = dict(
       related=dict(overrides=('dataset.classes=(5, 6, 7, 8, 9)',)),
-      unrelated=dict(max_size=100, overrides=(
-          'dataset.name=digits', 'dataset.classes=()', 'dataset.train_split=train[:1300]',
-          'dataset.val_split=train[1300:]', 'dataset.test_split=test',
-          'preprocess.train=scale|resize(28,28)|normalize(0.286,0.353)',
-          'preprocess.eval=scale|resize(28,28)|normalize(0.286,0.353)')),
+      unrelated=dict(
+          max_size=100,
+          overrides=(
+              'dataset.name=digits',
+              'dataset.classes=()',
+              'dataset.train_split=train[:1300]',
+              'dataset.val_split=train[1300:]',
+              'dataset.test_split=test',
+              'preprocess.train=scale|resize(28,28)|normalize(0.286,0.353)',
+              'preprocess.eval=scale|resize(28,28)|normalize(0.286,0.353)',
+          ),
+      ),
   )
   s.methods = dict(
       scratch=dict(config=f'{FM}/scratch.py', overrides=model),
@@ -48,7 +56,7 @@ def get_suite(arg=None):
       student_alone=dict(config=f'{FM}/distill.py', args='alone'),
       distill=dict(config=f'{FM}/distill.py'),
   )
-  s.sizes = (1, 10, 100, 1000, 0)       # examples per class; 0 = all
+  s.sizes = (1, 10, 100, 1000, 0)  # examples per class; 0 = all
   s.seeds = (0, 1, 2)
   s.quick = dict(sizes=(10, 0), seeds=(0,))
   s.batch_size = 64
@@ -60,8 +68,9 @@ def get_suite(arg=None):
     for name in s.methods:
       if name not in ('student_alone', 'distill'):
         s.methods[name].overrides = model + tiny
-    s.upstream.overrides = model + tiny + ('num_epochs=0.0', 'num_steps=4',
-                                           'dataset.train_split=train[:2000]')
+    s.upstream.overrides = (
+        model + tiny + ('num_epochs=0.0', 'num_steps=4', 'dataset.train_split=train[:2000]')
+    )
     s.common = ('eval_batch_size=200', 'dataset.test_split=test[:400]')
     s.sizes, s.seeds = (2, 10), (0,)
     s.quick = dict(sizes=(10,), seeds=(0,))

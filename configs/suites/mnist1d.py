@@ -26,15 +26,24 @@ def get_suite(arg=None):
   s.table = dict(rows='model', columns='positions')
   # The paper's Table (README of github.com/greydanus/mnist1d): logistic regression, MLP,
   # CNN, GRU on MNIST-1D and on MNIST-1D with shuffled positions.
-  s.published = dict(linear=dict(ordered=0.32, shuffled=0.32), mlp=dict(ordered=0.68, shuffled=0.68),
-                     cnn1d=dict(ordered=0.94, shuffled=0.56), gru=dict(ordered=0.91, shuffled=0.57))
+  s.published = dict(
+      linear=dict(ordered=0.32, shuffled=0.32),
+      mlp=dict(ordered=0.68, shuffled=0.68),
+      cnn1d=dict(ordered=0.94, shuffled=0.56),
+      gru=dict(ordered=0.91, shuffled=0.57),
+  )
   s.runs = []
   for seed in range(1 if arg.quick else arg.seeds):
     for model in MODELS:
       for shuffled in (False, True):
         args = f"model={model}{',shuffle' if shuffled else ''}{',smoke' if arg.quick else ''}"
         positions = 'shuffled' if shuffled else 'ordered'
-        s.runs.append(dict(name=f'{model}/{positions}/{seed}', config=f'{CONFIG}:{args}',
-                           overrides=(f'seed={seed}',),
-                           tags=dict(model=model, positions=positions, seed=seed)))
+        s.runs.append(
+            dict(
+                name=f'{model}/{positions}/{seed}',
+                config=f'{CONFIG}:{args}',
+                overrides=(f'seed={seed}',),
+                tags=dict(model=model, positions=positions, seed=seed),
+            )
+        )
   return s

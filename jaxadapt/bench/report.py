@@ -14,8 +14,17 @@ from typing import Any, Iterable
 
 import numpy as np
 
-METHOD_ORDER = ('scratch', 'linear_probe', 'linear_probe_fast', 'partial_ft', 'full_ft', 'lora',
-                'bitfit', 'student_alone', 'distill')
+METHOD_ORDER = (
+    'scratch',
+    'linear_probe',
+    'linear_probe_fast',
+    'partial_ft',
+    'full_ft',
+    'lora',
+    'bitfit',
+    'student_alone',
+    'distill',
+)
 UPSTREAM_TASK = 'upstream'
 _REQUIRED = ('task', 'method', 'examples_per_class', 'seed', 'test_accuracy')
 
@@ -80,18 +89,27 @@ def aggregate(records: Iterable[dict]) -> list[dict]:
     task, method, size = key
     rs = sorted(groups[key], key=lambda r: r['seed'])  # fixed summation order
     acc = np.array([float(r['test_accuracy']) for r in rs])
-    fraction = [float(r['trainable_params']) / float(r['total_params']) for r in rs
-                if r.get('trainable_params') is not None and r.get('total_params')]
-    rows.append({
-        'task': task, 'method': method, 'examples_per_class': size,
-        'test_accuracy_mean': float(acc.mean()), 'test_accuracy_std': float(acc.std(ddof=0)),
-        'train_flops': _mean(rs, 'train_flops'), 'wall_seconds': _mean(rs, 'wall_seconds'),
-        'examples_seen': _mean(rs, 'examples_seen'),
-        'trainable_fraction': float(np.mean(fraction)) if fraction else math.nan,
-        'opt_state_bytes': _mean(rs, 'opt_state_bytes'),
-        'pretrained': any(bool(r.get('pretrained')) for r in rs),
-        'n_seeds': len(rs),
-    })
+    fraction = [
+        float(r['trainable_params']) / float(r['total_params'])
+        for r in rs
+        if r.get('trainable_params') is not None and r.get('total_params')
+    ]
+    rows.append(
+        {
+            'task': task,
+            'method': method,
+            'examples_per_class': size,
+            'test_accuracy_mean': float(acc.mean()),
+            'test_accuracy_std': float(acc.std(ddof=0)),
+            'train_flops': _mean(rs, 'train_flops'),
+            'wall_seconds': _mean(rs, 'wall_seconds'),
+            'examples_seen': _mean(rs, 'examples_seen'),
+            'trainable_fraction': float(np.mean(fraction)) if fraction else math.nan,
+            'opt_state_bytes': _mean(rs, 'opt_state_bytes'),
+            'pretrained': any(bool(r.get('pretrained')) for r in rs),
+            'n_seeds': len(rs),
+        }
+    )
   return rows
 
 
@@ -102,8 +120,13 @@ def _size_label(size: int) -> str:
 def _fmt_flops(x: float) -> str:
   if not math.isfinite(x):
     return '-'
-  for scale, unit in ((1e15, 'PFLOP'), (1e12, 'TFLOP'), (1e9, 'GFLOP'), (1e6, 'MFLOP'),
-                      (1e3, 'kFLOP')):
+  for scale, unit in (
+      (1e15, 'PFLOP'),
+      (1e12, 'TFLOP'),
+      (1e9, 'GFLOP'),
+      (1e6, 'MFLOP'),
+      (1e3, 'kFLOP'),
+  ):
     if x >= scale:
       v = x / scale
       return f'{v:.1f} {unit}' if v < 10 else f'{v:.0f} {unit}'
@@ -135,7 +158,9 @@ def _task_tables(records: Iterable[dict], threshold: float) -> dict[str, dict]:
   """Per task: its sizes, best mean accuracy and one summary row per method."""
   by_task: dict[str, dict[str, dict[int, dict]]] = {}
   for row in aggregate(records):
-    by_task.setdefault(row['task'], {}).setdefault(row['method'], {})[row['examples_per_class']] = row
+    by_task.setdefault(row['task'], {}).setdefault(row['method'], {})[
+        row['examples_per_class']
+    ] = row
   tables = {}
   for task in sorted(by_task):
     methods = by_task[task]
@@ -147,9 +172,15 @@ def _task_tables(records: Iterable[dict], threshold: float) -> dict[str, dict]:
       own_sizes = sorted(cells, key=_size_key)
       reached = [s for s in own_sizes if cells[s]['test_accuracy_mean'] >= threshold * best]
       largest = cells[own_sizes[-1]]  # costs are quoted at the method's largest data size
-      rows.append({'method': method, 'cells': cells, 'largest': largest,
-                   'model': 'pre-trained' if any(c['pretrained'] for c in cells.values()) else 'new',
-                   'data_needed': _size_label(reached[0]) if reached else 'not reached'})
+      rows.append(
+          {
+              'method': method,
+              'cells': cells,
+              'largest': largest,
+              'model': 'pre-trained' if any(c['pretrained'] for c in cells.values()) else 'new',
+              'data_needed': _size_label(reached[0]) if reached else 'not reached',
+          }
+      )
     tables[task] = {'sizes': sizes, 'best': best, 'rows': rows}
   return tables
 
@@ -161,13 +192,18 @@ def _fmt_acc(cell: dict | None, sep: str = ' ± ') -> str:
 
 
 def _upstream_lines(records: Iterable[dict]) -> list[str]:
-  ups = sorted((r for r in records if r['task'] == UPSTREAM_TASK),
-               key=lambda r: (str(r.get('method')), r.get('seed', 0)))
+  ups = sorted(
+      (r for r in records if r['task'] == UPSTREAM_TASK),
+      key=lambda r: (str(r.get('method')), r.get('seed', 0)),
+  )
   if not ups:
     return ['Upstream pre-training: no record in this results file.']
-  return [f"Upstream pre-training (`{r['method']}`, model {r.get('model', '?')}, seed "
-          f"{r.get('seed', '?')}): test accuracy {100 * float(r['test_accuracy']):.1f}%, "
-          f"{_fmt_seconds(float(r.get('wall_seconds', math.nan)))} wall time." for r in ups]
+  return [
+      f"Upstream pre-training (`{r['method']}`, model {r.get('model', '?')}, seed "
+      f"{r.get('seed', '?')}): test accuracy {100 * float(r['test_accuracy']):.1f}%, "
+      f"{_fmt_seconds(float(r.get('wall_seconds', math.nan)))} wall time."
+      for r in ups
+  ]
 
 
 def markdown(records: Iterable[dict], threshold: float = 0.9) -> str:
@@ -176,31 +212,55 @@ def markdown(records: Iterable[dict], threshold: float = 0.9) -> str:
   runs = _adaptation_runs(records)
   seeds = sorted({r['seed'] for r in runs})
   tables = _task_tables(runs, threshold)
-  out = ['# Adaptation benchmark', '',
-         f'Each table has one row per method on one downstream task. **data needed** is the '
-         f'smallest number of training examples per class at which the method\'s mean test '
-         f'accuracy reaches {threshold:g} x the best mean accuracy of any method on that task '
-         f'at any data size ("all" = the whole training set). **compute** is the compiled '
-         f'FLOPs of one train step (XLA cost analysis) x the number of steps; compute, time, '
-         f'trainable share of the parameters and optimizer state are seed means at the '
-         f'method\'s largest data size. The numbered columns are test accuracy (%), mean ± '
-         f'std over seeds, at that many examples per class.', '',
-         f'{len(runs)} run{"s" * (len(runs) != 1)}, {len(seeds)} seed{"s" * (len(seeds) != 1)} '
-         f'({", ".join(str(s) for s in seeds) or "none"}).', '']
+  out = [
+      '# Adaptation benchmark',
+      '',
+      f'Each table has one row per method on one downstream task. **data needed** is the '
+      f"smallest number of training examples per class at which the method's mean test "
+      f'accuracy reaches {threshold:g} x the best mean accuracy of any method on that task '
+      f'at any data size ("all" = the whole training set). **compute** is the compiled '
+      f'FLOPs of one train step (XLA cost analysis) x the number of steps; compute, time, '
+      f'trainable share of the parameters and optimizer state are seed means at the '
+      f"method's largest data size. The numbered columns are test accuracy (%), mean ± "
+      f'std over seeds, at that many examples per class.',
+      '',
+      f'{len(runs)} run{"s" * (len(runs) != 1)}, {len(seeds)} seed{"s" * (len(seeds) != 1)} '
+      f'({", ".join(str(s) for s in seeds) or "none"}).',
+      '',
+  ]
   out += _upstream_lines(records)
   for task, table in tables.items():
     sizes = table['sizes']
-    head = ['method', 'model used', 'data needed', 'compute', 'time', 'trainable',
-            'optimizer state'] + [_size_label(s) for s in sizes]
-    out += ['', f'## Task: {task}', '',
-            f'Best mean test accuracy: {100 * table["best"]:.1f}%; threshold '
-            f'{100 * threshold * table["best"]:.1f}%.', '',
-            '| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    head = [
+        'method',
+        'model used',
+        'data needed',
+        'compute',
+        'time',
+        'trainable',
+        'optimizer state',
+    ] + [_size_label(s) for s in sizes]
+    out += [
+        '',
+        f'## Task: {task}',
+        '',
+        f'Best mean test accuracy: {100 * table["best"]:.1f}%; threshold '
+        f'{100 * threshold * table["best"]:.1f}%.',
+        '',
+        '| ' + ' | '.join(head) + ' |',
+        '|' + '---|' * len(head),
+    ]
     for row in table['rows']:
       big = row['largest']
-      cols = [row['method'], row['model'], row['data_needed'], _fmt_flops(big['train_flops']),
-              _fmt_seconds(big['wall_seconds']), _fmt_percent(big['trainable_fraction']),
-              _fmt_bytes(big['opt_state_bytes'])]
+      cols = [
+          row['method'],
+          row['model'],
+          row['data_needed'],
+          _fmt_flops(big['train_flops']),
+          _fmt_seconds(big['wall_seconds']),
+          _fmt_percent(big['trainable_fraction']),
+          _fmt_bytes(big['opt_state_bytes']),
+      ]
       cols += [_fmt_acc(row['cells'].get(s)) for s in sizes]
       out.append('| ' + ' | '.join(cols) + ' |')
   if not tables:
@@ -215,11 +275,17 @@ def terminal_table(records: Iterable[dict], threshold: float = 0.9) -> str:
   lines = [['task', 'method', 'data needed'] + [f'acc@{_size_label(s)}' for s in sizes]]
   for task, table in tables.items():
     for row in table['rows']:
-      lines.append([task, row['method'], row['data_needed']] +
-                   [_fmt_acc(row['cells'].get(s), sep='±') for s in sizes])
+      lines.append(
+          [task, row['method'], row['data_needed']]
+          + [_fmt_acc(row['cells'].get(s), sep='±') for s in sizes]
+      )
   widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
-  text = ['  '.join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in
-                    enumerate(zip(line, widths))).rstrip() for line in lines]
+  text = [
+      '  '.join(
+          c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))
+      ).rstrip()
+      for line in lines
+  ]
   text.insert(1, '-' * len(text[0]))
   return '\n'.join(text) + '\n'
 
@@ -240,8 +306,10 @@ def plots(records: Iterable[dict], out_dir: str | os.PathLike) -> list[str]:
   all_x = 2 * max(finite) if finite else 1  # where "all" (size 0) sits on the log axis
 
   def series(task: str, method: str) -> list[dict]:
-    return sorted((r for r in rows if r['task'] == task and r['method'] == method),
-                  key=lambda r: _size_key(r['examples_per_class']))
+    return sorted(
+        (r for r in rows if r['task'] == task and r['method'] == method),
+        key=lambda r: _size_key(r['examples_per_class']),
+    )
 
   def new_figure() -> tuple[Any, list]:
     fig = Figure(figsize=(5.5 * len(tasks) + 2, 4.5), dpi=120)
@@ -264,11 +332,17 @@ def plots(records: Iterable[dict], out_dir: str | os.PathLike) -> list[str]:
         if l not in labels:
           handles, labels = handles + [h], labels + [l]
     order = sorted(range(len(labels)), key=lambda i: _method_key(labels[i]))
-    fig.legend([handles[i] for i in order], [labels[i] for i in order], loc='center right',
-               fontsize=10, frameon=False)
+    fig.legend(
+        [handles[i] for i in order],
+        [labels[i] for i in order],
+        loc='center right',
+        fontsize=10,
+        frameon=False,
+    )
     fig.suptitle(title, fontsize=13)
-    fig.subplots_adjust(left=0.07, right=1 - 1.9 / fig.get_figwidth(), bottom=0.14, top=0.86,
-                        wspace=0.25)
+    fig.subplots_adjust(
+        left=0.07, right=1 - 1.9 / fig.get_figwidth(), bottom=0.14, top=0.86, wspace=0.25
+    )
     path = os.path.join(os.fspath(out_dir), name)
     fig.savefig(path, dpi=120, metadata={'Software': None})  # no version string: stable bytes
     return path
@@ -287,19 +361,31 @@ def plots(records: Iterable[dict], out_dir: str | os.PathLike) -> list[str]:
     ticks = sorted({r['examples_per_class'] for r in rows}, key=_size_key)
     ax.set_xticks([t or all_x for t in ticks], [_size_label(t) for t in ticks])
     ax.minorticks_off()
-  paths = [finish(fig, axes, 'examples per class', 'Test accuracy vs training data',
-                  'accuracy_vs_data.png')]
+  paths = [
+      finish(
+          fig, axes, 'examples per class', 'Test accuracy vs training data', 'accuracy_vs_data.png'
+      )
+  ]
 
   fig, axes = new_figure()
   for ax, task in zip(axes, tasks):
     for method in methods:
       if not (s := [r for r in series(task, method) if r['train_flops'] > 0]):  # log: no 0/NaN
         continue
-      ax.errorbar([r['train_flops'] for r in s], [r['test_accuracy_mean'] for r in s],
-                  yerr=[r['test_accuracy_std'] for r in s], marker='o', capsize=3,
-                  color=colour[method], label=method)
-  paths.append(finish(fig, axes, 'training FLOPs', 'Test accuracy vs training compute',
-                      'accuracy_vs_flops.png'))
+      ax.errorbar(
+          [r['train_flops'] for r in s],
+          [r['test_accuracy_mean'] for r in s],
+          yerr=[r['test_accuracy_std'] for r in s],
+          marker='o',
+          capsize=3,
+          color=colour[method],
+          label=method,
+      )
+  paths.append(
+      finish(
+          fig, axes, 'training FLOPs', 'Test accuracy vs training compute', 'accuracy_vs_flops.png'
+      )
+  )
   return paths
 
 
@@ -310,8 +396,8 @@ def write_report(results_dir: str | os.PathLike) -> tuple[str, list[str]]:
   text = markdown(records)
   if paths:
     text += '\n## Plots\n\n' + ''.join(
-        f'![{os.path.basename(p)[:-4].replace("_", " ")}]({os.path.basename(p)})\n\n'
-        for p in paths)
+        f'![{os.path.basename(p)[:-4].replace("_", " ")}]({os.path.basename(p)})\n\n' for p in paths
+    )
     text = text.rstrip('\n') + '\n'
   with open(os.path.join(os.fspath(results_dir), 'report.md'), 'w', encoding='utf-8') as f:
     f.write(text)

@@ -34,8 +34,9 @@ def write_report(results_dir: str | os.PathLike) -> tuple[str, list[str]]:
   out = os.fspath(results_dir)
   meta_path = os.path.join(out, 'suite.json')
   if not os.path.exists(meta_path):
-    raise FileNotFoundError(f"{out} has no suite.json: run `jaxadapt bench --suite ... --out {out}` "
-                            f"first")
+    raise FileNotFoundError(
+        f'{out} has no suite.json: run `jaxadapt bench --suite ... --out {out}` ' f'first'
+    )
   with open(meta_path, encoding='utf-8') as f:
     meta = json.load(f)
   if meta['report'] not in KINDS:
@@ -43,8 +44,11 @@ def write_report(results_dir: str | os.PathLike) -> tuple[str, list[str]]:
   records = report.latest(runner.read_results(epath.Path(out) / 'results.jsonl'))
   text, plots = KINDS[meta['report']](records, meta, out)
   title = meta.get('title') or meta['report']
-  quick = '\n_Quick variant: tiny models and steps; the numbers only show that it runs._\n' \
-      if meta.get('quick') else ''
+  quick = (
+      '\n_Quick variant: tiny models and steps; the numbers only show that it runs._\n'
+      if meta.get('quick')
+      else ''
+  )
   text = f'# {title}\n{quick}\n{text.rstrip()}\n'
   for p in plots:
     text += f'\n![{os.path.basename(p)[:-4]}]({os.path.basename(p)})\n'
@@ -58,6 +62,7 @@ def is_repro_results(results_dir: str | os.PathLike) -> bool:
 
 
 # ------------------------------------------------------------------ helpers
+
 
 def _stats(values: list[float]) -> tuple[float, float, int]:
   a = np.asarray(values, dtype=np.float64)
@@ -79,6 +84,7 @@ def _figure(width: float, height: float):
   # Figure + Agg canvas instead of pyplot: no global state, safe in tests.
   from matplotlib.backends.backend_agg import FigureCanvasAgg
   from matplotlib.figure import Figure
+
   fig = Figure(figsize=(width, height), dpi=120)
   FigureCanvasAgg(fig)
   return fig
@@ -92,6 +98,7 @@ def _save(fig, out: str, name: str) -> str:
 
 # ---------------------------------------------------------- transferability
 
+
 def transferability(records: list[dict], meta: dict, out: str) -> tuple[str, list[str]]:
   """Yosinski et al. 2014, Fig. 2: test accuracy on task B vs the number n of copied layers."""
   runs = [r for r in records if r['tags'].get('variant') in VARIANTS]
@@ -99,32 +106,47 @@ def transferability(records: list[dict], meta: dict, out: str) -> tuple[str, lis
   splits = sorted({r['tags']['split'] for r in runs})
 
   def acc(variant: str, n: int | None = None) -> list[float]:
-    return [r['test_accuracy'] for r in runs if r['tags']['variant'] == variant
-            and (n is None or r['tags'].get('n') == n)]
+    return [
+        r['test_accuracy']
+        for r in runs
+        if r['tags']['variant'] == variant and (n is None or r['tags'].get('n') == n)
+    ]
 
   base = _stats(acc('baseB')) if acc('baseB') else (float('nan'), 0.0, 0)
-  base_by_split = {r['tags']['split']: r['test_accuracy'] for r in runs
-                   if r['tags']['variant'] == 'baseB'}
+  base_by_split = {
+      r['tags']['split']: r['test_accuracy'] for r in runs if r['tags']['variant'] == 'baseB'
+  }
 
   def change(variant: str, n: int) -> list[float]:
     """Accuracy minus the same split's baseB: splits differ in difficulty, pairs do not."""
-    return [r['test_accuracy'] - base_by_split[r['tags']['split']] for r in runs
-            if r['tags']['variant'] == variant and r['tags'].get('n') == n
-            and r['tags']['split'] in base_by_split]
+    return [
+        r['test_accuracy'] - base_by_split[r['tags']['split']]
+        for r in runs
+        if r['tags']['variant'] == variant
+        and r['tags'].get('n') == n
+        and r['tags']['split'] in base_by_split
+    ]
 
-  lines = [f'Test accuracy on task B, mean over {len(splits)} class splits '
-           f'(baseB per split: ' + ', '.join(f'{100 * base_by_split[k]:.1f}'
-                                             for k in sorted(base_by_split)) +
-           f'); {_minutes(records)}.', '',
-           '| variant | ' + ' | '.join(f'n={n}' for n in ns) + ' |',
-           '|---|' + '---:|' * len(ns),
-           f'| baseB | {_pct(base[0])} |' + ' |' * (len(ns) - 1)]
+  lines = [
+      f'Test accuracy on task B, mean over {len(splits)} class splits '
+      f'(baseB per split: '
+      + ', '.join(f'{100 * base_by_split[k]:.1f}' for k in sorted(base_by_split))
+      + f'); {_minutes(records)}.',
+      '',
+      '| variant | ' + ' | '.join(f'n={n}' for n in ns) + ' |',
+      '|---|' + '---:|' * len(ns),
+      f'| baseB | {_pct(base[0])} |' + ' |' * (len(ns) - 1),
+  ]
   for v in VARIANTS[1:]:
     cells = [_pct(float(np.mean(a))) if (a := acc(v, n)) else '' for n in ns]
     lines.append(f'| {v} | ' + ' | '.join(cells) + ' |')
-  lines += ['', 'Change vs the same split\'s baseB, percentage points (mean ± std over splits):',
-            '', '| variant | ' + ' | '.join(f'n={n}' for n in ns) + ' |',
-            '|---|' + '---:|' * len(ns)]
+  lines += [
+      '',
+      "Change vs the same split's baseB, percentage points (mean ± std over splits):",
+      '',
+      '| variant | ' + ' | '.join(f'n={n}' for n in ns) + ' |',
+      '|---|' + '---:|' * len(ns),
+  ]
   for v in VARIANTS[1:]:
     cells = []
     for n in ns:
@@ -141,9 +163,13 @@ def transferability(records: list[dict], meta: dict, out: str) -> tuple[str, lis
   # runs minus their split's baseB, which removes the spread between easy and hard splits.
   fig = _figure(13, 4.8)
   axes = fig.subplots(1, 2)
-  style = {'BnB': ('C0', 'o', '-'), 'BnB+': ('C0', 'o', '--'), 'AnB': ('C3', 's', '-'),
-           'AnB+': ('C3', 's', '--')}
-  offset = {'BnB': -.15, 'BnB+': -.05, 'AnB': .05, 'AnB+': .15}
+  style = {
+      'BnB': ('C0', 'o', '-'),
+      'BnB+': ('C0', 'o', '--'),
+      'AnB': ('C3', 's', '-'),
+      'AnB+': ('C3', 's', '--'),
+  }
+  offset = {'BnB': -0.15, 'BnB+': -0.05, 'AnB': 0.05, 'AnB+': 0.15}
   for r in runs:
     v = r['tags']['variant']
     if v == 'baseA':
@@ -152,8 +178,14 @@ def transferability(records: list[dict], meta: dict, out: str) -> tuple[str, lis
     c, m, _ = style.get(v, ('k', 'D', ''))
     axes[0].plot(x, r['test_accuracy'], m, color=c, alpha=0.3, markersize=4)
     if v != 'baseB' and r['tags']['split'] in base_by_split:
-      axes[1].plot(x, 100 * (r['test_accuracy'] - base_by_split[r['tags']['split']]), m,
-                   color=c, alpha=0.3, markersize=4)
+      axes[1].plot(
+          x,
+          100 * (r['test_accuracy'] - base_by_split[r['tags']['split']]),
+          m,
+          color=c,
+          alpha=0.3,
+          markersize=4,
+      )
   axes[0].axhline(base[0], color='k', lw=1, ls=':', label='baseB')
   axes[1].axhline(0.0, color='k', lw=1, ls=':', label='baseB')
   for v, (c, m, ls) in style.items():
@@ -176,6 +208,7 @@ def transferability(records: list[dict], meta: dict, out: str) -> tuple[str, lis
 
 # -------------------------------------------------------------------- table
 
+
 def table(records: list[dict], meta: dict, out: str) -> tuple[str, list[str]]:
   """Rows x columns of test accuracy (mean ± std over seeds) beside the published values."""
   spec = meta.get('table', {})
@@ -185,14 +218,21 @@ def table(records: list[dict], meta: dict, out: str) -> tuple[str, list[str]]:
   cols = list(dict.fromkeys(r['tags'][col_tag] for r in records))
   published = meta.get('published', {})
   seeds = sorted({r['tags'].get('seed', 0) for r in records})
-  lines = [f'Test accuracy, ours (mean ± std over {len(seeds)} seed(s)) / published; '
-           f'{_minutes(records)}.', '',
-           f'| {row_tag} | ' + ' | '.join(str(c) for c in cols) + ' |', '|---|' + '---:|' * len(cols)]
+  lines = [
+      f'Test accuracy, ours (mean ± std over {len(seeds)} seed(s)) / published; '
+      f'{_minutes(records)}.',
+      '',
+      f'| {row_tag} | ' + ' | '.join(str(c) for c in cols) + ' |',
+      '|---|' + '---:|' * len(cols),
+  ]
   for row in rows:
     cells = []
     for col in cols:
-      a = [r['test_accuracy'] for r in records
-           if r['tags'][row_tag] == row and r['tags'][col_tag] == col]
+      a = [
+          r['test_accuracy']
+          for r in records
+          if r['tags'][row_tag] == row and r['tags'][col_tag] == col
+      ]
       ours = _pct(*_stats(a)) if a else '-'
       paper = published.get(str(row), {}).get(str(col))
       cells.append(f'{ours} / {100 * paper:.0f}' if paper is not None else ours)
@@ -201,6 +241,7 @@ def table(records: list[dict], meta: dict, out: str) -> tuple[str, list[str]]:
 
 
 # ------------------------------------------------------------- distillation
+
 
 def distillation(records: list[dict], meta: dict, out: str) -> tuple[str, list[str]]:
   """Teacher, student alone and distilled students by temperature; share of the gap closed."""
@@ -211,10 +252,13 @@ def distillation(records: list[dict], meta: dict, out: str) -> tuple[str, list[s
   temps = sorted({r['tags']['temperature'] for r in distilled})
   params = lambda rs: f"{rs[0]['total_params']:,}" if rs else '-'
   alone_by_seed = {r['tags'].get('seed', 0): r['test_accuracy'] for r in alone}
-  lines = [f'{_minutes(records)}. Accuracy mean ± std over seeds; "beats alone" counts the '
-           f'seeds where the distilled student beats the student alone of the same seed.', '',
-           '| model | params | test accuracy | test errors (of N) | gap closed | beats alone |',
-           '|---|---:|---:|---:|---:|---:|']
+  lines = [
+      f'{_minutes(records)}. Accuracy mean ± std over seeds; "beats alone" counts the '
+      f'seeds where the distilled student beats the student alone of the same seed.',
+      '',
+      '| model | params | test accuracy | test errors (of N) | gap closed | beats alone |',
+      '|---|---:|---:|---:|---:|---:|',
+  ]
   n_test = meta.get('test_examples')
 
   def errors(mean: float) -> str:
@@ -223,18 +267,28 @@ def distillation(records: list[dict], meta: dict, out: str) -> tuple[str, list[s
   if t_acc:
     lines.append(f'| teacher | {params(teacher)} | {_pct(*t_acc)} | {errors(t_acc[0])} | | |')
   if a_acc:
-    lines.append(f'| student alone | {params(alone)} | {_pct(*a_acc)} | {errors(a_acc[0])} | 0% | |')
+    lines.append(
+        f'| student alone | {params(alone)} | {_pct(*a_acc)} | {errors(a_acc[0])} | 0% | |'
+    )
   curve = []
   for t in temps:
     rs = [r for r in distilled if r['tags']['temperature'] == t]
     m = _stats([r['test_accuracy'] for r in rs])
-    gap = (m[0] - a_acc[0]) / (t_acc[0] - a_acc[0]) if t_acc and a_acc and t_acc[0] != a_acc[0] \
+    gap = (
+        (m[0] - a_acc[0]) / (t_acc[0] - a_acc[0])
+        if t_acc and a_acc and t_acc[0] != a_acc[0]
         else float('nan')
+    )
     curve.append((t, m, gap))
-    paired = [r['test_accuracy'] > alone_by_seed[r['tags'].get('seed', 0)] for r in rs
-              if r['tags'].get('seed', 0) in alone_by_seed]
-    lines.append(f'| distilled, T={t:g} | {params(rs)} | {_pct(*m)} | {errors(m[0])} | '
-                 f'{100 * gap:.0f}% | {sum(paired)} of {len(paired)} |')
+    paired = [
+        r['test_accuracy'] > alone_by_seed[r['tags'].get('seed', 0)]
+        for r in rs
+        if r['tags'].get('seed', 0) in alone_by_seed
+    ]
+    lines.append(
+        f'| distilled, T={t:g} | {params(rs)} | {_pct(*m)} | {errors(m[0])} | '
+        f'{100 * gap:.0f}% | {sum(paired)} of {len(paired)} |'
+    )
   if n_test:
     lines[2] = lines[2].replace('of N', f'of {n_test:,}')
   if meta.get('published'):
@@ -246,8 +300,15 @@ def distillation(records: list[dict], meta: dict, out: str) -> tuple[str, list[s
   ax = fig.add_subplot(1, 1, 1)
   ax.set_xscale('log')
   x = [t for t, _, _ in curve]
-  ax.errorbar(x, [m[0] for _, m, _ in curve], yerr=[m[1] for _, m, _ in curve], marker='o',
-              capsize=3, color='C0', label='distilled student')
+  ax.errorbar(
+      x,
+      [m[0] for _, m, _ in curve],
+      yerr=[m[1] for _, m, _ in curve],
+      marker='o',
+      capsize=3,
+      color='C0',
+      label='distilled student',
+  )
   if t_acc:
     ax.axhline(t_acc[0], color='C3', ls='--', label='teacher')
   if a_acc:
@@ -264,5 +325,7 @@ def distillation(records: list[dict], meta: dict, out: str) -> tuple[str, list[s
 
 
 KINDS: dict[str, Callable[[list[dict], dict, str], tuple[str, list[str]]]] = {
-    'transferability': transferability, 'table': table, 'distillation': distillation}
-
+    'transferability': transferability,
+    'table': table,
+    'distillation': distillation,
+}

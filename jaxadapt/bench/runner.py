@@ -25,8 +25,17 @@ from etils import epath
 
 from jaxadapt import config as config_lib, data, train as train_lib
 
-KNOWN_METHODS = ('scratch', 'linear_probe', 'linear_probe_fast', 'partial_ft', 'full_ft', 'lora',
-                 'bitfit', 'student_alone', 'distill')
+KNOWN_METHODS = (
+    'scratch',
+    'linear_probe',
+    'linear_probe_fast',
+    'partial_ft',
+    'full_ft',
+    'lora',
+    'bitfit',
+    'student_alone',
+    'distill',
+)
 REQUIRED = ('upstream', 'tasks', 'methods', 'sizes', 'seeds', 'steps')
 
 
@@ -37,16 +46,16 @@ class SuiteError(ValueError):
 def load_module_suite(path: str, arg: str | None) -> ml_collections.ConfigDict:
   """Imports a suite file and calls its `get_suite(arg)`."""
   if not epath.Path(path).exists():
-    raise SuiteError(f"suite file not found: {path}")
+    raise SuiteError(f'suite file not found: {path}')
   module_spec = importlib.util.spec_from_file_location('_jaxadapt_suite', path)
   module = importlib.util.module_from_spec(module_spec)
   try:
     module_spec.loader.exec_module(module)
     return module.get_suite(arg or None)
   except AttributeError as e:
-    raise SuiteError(f"suite file {path} must define get_suite(arg): {e}") from None
+    raise SuiteError(f'suite file {path} must define get_suite(arg): {e}') from None
   except (SyntaxError, ImportError, NameError, TypeError, config_lib.ConfigError) as e:
-    raise SuiteError(f"could not load suite {path}: {type(e).__name__}: {e}") from None
+    raise SuiteError(f'could not load suite {path}: {type(e).__name__}: {e}') from None
 
 
 def load_suite(spec: str, quick: bool = False) -> ml_collections.ConfigDict:
@@ -55,13 +64,16 @@ def load_suite(spec: str, quick: bool = False) -> ml_collections.ConfigDict:
   suite = load_module_suite(path, arg)
   missing = [k for k in REQUIRED if k not in suite]
   if missing:
-    raise SuiteError(f"suite {path} lacks {', '.join(missing)}; a suite defines "
-                     f"{', '.join(REQUIRED)}")
+    raise SuiteError(
+        f"suite {path} lacks {', '.join(missing)}; a suite defines " f"{', '.join(REQUIRED)}"
+    )
   for name, method in suite.methods.items():
     if name not in KNOWN_METHODS:
       close = difflib.get_close_matches(name, KNOWN_METHODS, n=1)
-      raise SuiteError(f"suite {path}: unknown method '{name}'; known: {', '.join(KNOWN_METHODS)}"
-                       + (f" (did you mean '{close[0]}'?)" if close else ''))
+      raise SuiteError(
+          f"suite {path}: unknown method '{name}'; known: {', '.join(KNOWN_METHODS)}"
+          + (f" (did you mean '{close[0]}'?)" if close else '')
+      )
     if 'config' not in method:
       raise SuiteError(f"suite {path}: method '{name}' needs a 'config' file")
   if quick:
@@ -91,8 +103,9 @@ def steps_for(suite: ml_collections.ConfigDict, n_examples: int, batch_size: int
   return int(min(max(math.ceil(s.epochs * n_examples / batch_size), s.min), s.max))
 
 
-def cell_config(suite, task: str, method: str, size: int, seed: int, upstream_dir: str,
-                teacher_dir: str | None) -> ml_collections.ConfigDict:
+def cell_config(
+    suite, task: str, method: str, size: int, seed: int, upstream_dir: str, teacher_dir: str | None
+) -> ml_collections.ConfigDict:
   m = suite.methods[method]
   arg = m.get('args', '')
   config = config_lib.load_config(f"{m.config}{':' + arg if arg else ''}")
@@ -108,8 +121,10 @@ def cell_config(suite, task: str, method: str, size: int, seed: int, upstream_di
   n = _train_size(config)
   ndev = jax.device_count()
   if n < ndev:
-    raise SuiteError(f"task {task}: {n} training examples at {size}/class cannot fill "
-                     f"{ndev} devices; drop that size from the suite")
+    raise SuiteError(
+        f'task {task}: {n} training examples at {size}/class cannot fill '
+        f'{ndev} devices; drop that size from the suite'
+    )
   config.batch_size = min(suite.batch_size, n // ndev * ndev)
   config.num_epochs, config.num_steps = 0.0, steps_for(suite, n, config.batch_size)
   config.eval_every = config.num_steps
@@ -122,8 +137,9 @@ def _train_size(config) -> int:
   return len(data.load_split(config.dataset, config.dataset.train_split)['label'])
 
 
-def run_suite(spec: str, out: str, quick: bool = False,
-              log=functools.partial(print, flush=True)) -> list[dict[str, Any]]:
+def run_suite(
+    spec: str, out: str, quick: bool = False, log=functools.partial(print, flush=True)
+) -> list[dict[str, Any]]:
   """Runs every unfinished cell of the suite; returns all result records."""
   suite = load_suite(spec, quick)
   out_dir = epath.Path(out)
@@ -135,21 +151,40 @@ def run_suite(spec: str, out: str, quick: bool = False,
   upstream_dir = runs / 'upstream'
   todo = list(cells(suite))
   remaining = [c for c in todo if _cell_id(*c) not in done]
-  log(f"[bench] {len(todo)} cells, {len(todo) - len(remaining)} already done, "
-      f"{len(remaining)} to run -> {results_path}")
+  log(
+      f'[bench] {len(todo)} cells, {len(todo) - len(remaining)} already done, '
+      f'{len(remaining)} to run -> {results_path}'
+  )
   # Build every cell's config first: a bad size or override fails now, not an hour in.
-  configs = {_cell_id(*c): cell_config(suite, *c, str(upstream_dir),
-                                       str(runs / _cell_id(c[0], 'full_ft', c[2], c[3])))
-             for c in remaining}
+  configs = {
+      _cell_id(*c): cell_config(
+          suite, *c, str(upstream_dir), str(runs / _cell_id(c[0], 'full_ft', c[2], c[3]))
+      )
+      for c in remaining
+  }
   # Upstream pretraining, once per suite.
   if 'upstream' not in done:
-    config = config_lib.load_config(suite.upstream.config, [
-        f'--config.{o}' for o in (*suite.get('common', ()), *suite.upstream.get('overrides', ()))])
-    log(f"[upstream] pretraining {config.model.name} on {config.dataset.name} "
-        f"classes {config.dataset.classes or 'all'}")
-    done['upstream'] = run_cell(config, upstream_dir, 'upstream', {
-        'task': 'upstream', 'method': 'pretrain', 'examples_per_class': 0, 'seed': config.seed,
-        'pretrained': False}, results_path)
+    config = config_lib.load_config(
+        suite.upstream.config,
+        [f'--config.{o}' for o in (*suite.get('common', ()), *suite.upstream.get('overrides', ()))],
+    )
+    log(
+        f'[upstream] pretraining {config.model.name} on {config.dataset.name} '
+        f"classes {config.dataset.classes or 'all'}"
+    )
+    done['upstream'] = run_cell(
+        config,
+        upstream_dir,
+        'upstream',
+        {
+            'task': 'upstream',
+            'method': 'pretrain',
+            'examples_per_class': 0,
+            'seed': config.seed,
+            'pretrained': False,
+        },
+        results_path,
+    )
 
   t_start, finished = time.perf_counter(), 0
   for task, method, size, seed in todo:
@@ -158,12 +193,26 @@ def run_suite(spec: str, out: str, quick: bool = False,
       continue
     config = configs[cell]
     elapsed = time.perf_counter() - t_start
-    eta = f", ETA {fmt_seconds(elapsed / finished * (len(remaining) - finished))}" if finished else ''
-    log(f"[{finished + 1}/{len(remaining)}] {cell}: {config.num_steps} steps of "
-        f"{config.batch_size}{eta}")
-    done[cell] = run_cell(config, runs / cell, cell, {
-        'task': task, 'method': method, 'examples_per_class': size, 'seed': seed,
-        'pretrained': bool(config.init.checkpoint)}, results_path)
+    eta = (
+        f', ETA {fmt_seconds(elapsed / finished * (len(remaining) - finished))}' if finished else ''
+    )
+    log(
+        f'[{finished + 1}/{len(remaining)}] {cell}: {config.num_steps} steps of '
+        f'{config.batch_size}{eta}'
+    )
+    done[cell] = run_cell(
+        config,
+        runs / cell,
+        cell,
+        {
+            'task': task,
+            'method': method,
+            'examples_per_class': size,
+            'seed': seed,
+            'pretrained': bool(config.init.checkpoint),
+        },
+        results_path,
+    )
     finished += 1
     if method != 'full_ft':  # full_ft runs are the distillation teachers: keep them
       shutil.rmtree(runs / cell, ignore_errors=True)
@@ -177,12 +226,28 @@ def run_cell(config, workdir: epath.Path, cell: str, info: dict, results_path) -
   train_lib.train(config, str(workdir), quiet=True)
   wall = time.perf_counter() - t0
   summary = json.loads((workdir / 'summary.json').read_text())
-  record = {'cell': cell, **info,
-            'test_accuracy': summary.get('test/accuracy'), 'val_accuracy': summary.get('val/accuracy'),
-            'wall_seconds': wall, 'config': json.loads(json.dumps(config.to_dict(), default=str)),
-            **{k: summary[k] for k in ('trainable_params', 'total_params', 'opt_state_bytes',
-                                       'step_flops', 'steps', 'train_flops', 'examples_seen',
-                                       'train_examples', 'model')}}
+  record = {
+      'cell': cell,
+      **info,
+      'test_accuracy': summary.get('test/accuracy'),
+      'val_accuracy': summary.get('val/accuracy'),
+      'wall_seconds': wall,
+      'config': json.loads(json.dumps(config.to_dict(), default=str)),
+      **{
+          k: summary[k]
+          for k in (
+              'trainable_params',
+              'total_params',
+              'opt_state_bytes',
+              'step_flops',
+              'steps',
+              'train_flops',
+              'examples_seen',
+              'train_examples',
+              'model',
+          )
+      },
+  }
   with results_path.open('a') as f:
     f.write(json.dumps(record, sort_keys=True) + '\n')
   return record

@@ -55,17 +55,21 @@ def check_seed_configs(configs: Sequence[ml_collections.ConfigDict]) -> None:
   for i, config in enumerate(configs[1:], start=1):
     differ = config_lib.differing_keys(configs[0].to_dict(), config.to_dict(), PER_SEED_KEYS)
     if differ:
-      raise ValueError(f"configs 0 and {i} differ at {', '.join(differ)}; seeds trained together "
-                       f"may differ only in {', '.join(PER_SEED_KEYS)}")
+      raise ValueError(
+          f"configs 0 and {i} differ at {', '.join(differ)}; seeds trained together "
+          f"may differ only in {', '.join(PER_SEED_KEYS)}"
+      )
   if configs[0].distill.teachers:
     raise ValueError('distill.teachers is set: distillation cells train one seed at a time')
   if configs[0].adapt.fast_probe:
     raise ValueError('adapt.fast_probe is set: the fast probe has no train loop to vmap')
 
 
-def train_seeds(configs: Sequence[ml_collections.ConfigDict],
-                devices: Sequence[jax.Device] | None = None,
-                batching: str = 'vmap') -> list[dict[str, Any]]:
+def train_seeds(
+    configs: Sequence[ml_collections.ConfigDict],
+    devices: Sequence[jax.Device] | None = None,
+    batching: str = 'vmap',
+) -> list[dict[str, Any]]:
   """Trains configs that differ only in their seeds in one vmapped program.
 
   Returns one summary per config, in order, with the keys `train.train`
@@ -80,8 +84,9 @@ def train_seeds(configs: Sequence[ml_collections.ConfigDict],
   return _train_seeds(configs, devices, batching=batching)
 
 
-def _train_seeds(configs, devices=None, timings: dict[str, float] | None = None,
-                 batching: str = 'vmap') -> list[dict]:
+def _train_seeds(
+    configs, devices=None, timings: dict[str, float] | None = None, batching: str = 'vmap'
+) -> list[dict]:
   check_seed_configs(configs)
   if batching not in ('vmap', 'unroll'):
     raise ValueError(f"batching must be 'vmap' or 'unroll', got {batching!r}")
@@ -95,13 +100,17 @@ def _train_seeds(configs, devices=None, timings: dict[str, float] | None = None,
   info = data.dataset_info(config.dataset)
   train_arrays = [data.load_split(c.dataset, c.dataset.train_split) for c in configs]
   eval_splits = {'val': config.dataset.val_split, 'test': config.dataset.test_split}
-  eval_arrays = {name: data.load_split(train_lib._full_split(config.dataset), split)
-                 for name, split in eval_splits.items() if split}
+  eval_arrays = {
+      name: data.load_split(train_lib._full_split(config.dataset), split)
+      for name, split in eval_splits.items()
+      if split
+  }
   sources = [train_lib.train_source(a, c) for a, c in zip(train_arrays, configs)]
   steps = {config.num_steps or math.ceil(config.num_epochs * s.steps_per_epoch) for s in sources}
   if len(steps) != 1:  # only possible with num_epochs and subsets of unequal size
-    raise ValueError(f"the seeds' subsets give different step counts {sorted(steps)}; "
-                     f"set num_steps")
+    raise ValueError(
+        f"the seeds' subsets give different step counts {sorted(steps)}; " f'set num_steps'
+    )
   total_steps = steps.pop()
 
   # ------------------------------------------------------ model and state
@@ -121,33 +130,42 @@ def _train_seeds(configs, devices=None, timings: dict[str, float] | None = None,
     # make_train_step only closes over `seed` and calls jax.random.key(seed) inside the
     # step, so building it here with a traced seed gives each vmapped lane its own stream,
     # the same numbers as the Python-int seed in train.train.
-    return step_lib.make_train_step(exp.forward, exp.tx, exp.trainable, exp.preprocess_train,
-                                    seed, exp.schedule)(state, batch)
+    return step_lib.make_train_step(
+        exp.forward, exp.tx, exp.trainable, exp.preprocess_train, seed, exp.schedule
+    )(state, batch)
 
   # Axis 0 is the seed; the batch axis (1) is split over the mesh as train() splits axis 0.
   stacked_batch = NamedSharding(mesh, P(None, sharding.BATCH_AXES))
+
   # vmap turns a conv whose kernel differs per seed into a grouped conv; unrolling keeps
   # plain convs, which XLA's CPU backend runs much faster.
   def unrolled(state, batch, seeds):
-    outs = [seed_step(*jax.tree.map(lambda x: x[i], (state, batch)), seeds[i])
-            for i in range(n_seeds)]
+    outs = [
+        seed_step(*jax.tree.map(lambda x: x[i], (state, batch)), seeds[i]) for i in range(n_seeds)
+    ]
     return jax.tree.map(lambda *x: jnp.stack(x), *outs)
 
   fn = jax.vmap(seed_step) if batching == 'vmap' else unrolled
-  train_step = jax.jit(fn, in_shardings=(replicated, stacked_batch, replicated),
-                       out_shardings=(replicated, replicated), donate_argnums=0)
+  train_step = jax.jit(
+      fn,
+      in_shardings=(replicated, stacked_batch, replicated),
+      out_shardings=(replicated, replicated),
+      donate_argnums=0,
+  )
   batch_at = lambda step: jax.tree.map(
       lambda *x: jax.make_array_from_process_local_data(stacked_batch, np.stack(x)),
-      *[s.batch(step) for s in sources])
+      *[s.batch(step) for s in sources],
+  )
   t0 = time.perf_counter()
   train_step = train_step.lower(state, batch_at(0), seeds).compile()
   t_compile = time.perf_counter() - t0
   step_flops = train_lib.compiled_flops(train_step) / n_seeds
   # Eval batches are the same for every seed: only the parameters are vmapped.
-  eval_step = jax.jit(jax.vmap(step_lib.make_eval_step(exp.forward, exp.preprocess_eval),
-                               in_axes=(0, None)),
-                      in_shardings=(replicated, sharding.batch_sharding(mesh)),
-                      out_shardings=replicated)
+  eval_step = jax.jit(
+      jax.vmap(step_lib.make_eval_step(exp.forward, exp.preprocess_eval), in_axes=(0, None)),
+      in_shardings=(replicated, sharding.batch_sharding(mesh)),
+      out_shardings=replicated,
+  )
 
   # ------------------------------------------------------------------ loop
   t0 = time.perf_counter()
@@ -157,8 +175,10 @@ def _train_seeds(configs, devices=None, timings: dict[str, float] | None = None,
     pending.append(m)
     if step % config.log_every == 0 or step == total_steps:
       # Same windows as train(): the last one is what metrics.jsonl ends with.
-      window = {k: np.mean(v, axis=0) for k, v in jax.device_get(
-          jax.tree.map(lambda *xs: jnp.stack(xs), *pending)).items()}
+      window = {
+          k: np.mean(v, axis=0)
+          for k, v in jax.device_get(jax.tree.map(lambda *xs: jnp.stack(xs), *pending)).items()
+      }
       pending = []
   t_loop = time.perf_counter() - t0
 
@@ -166,21 +186,33 @@ def _train_seeds(configs, devices=None, timings: dict[str, float] | None = None,
   final = _evaluate(eval_step, state.params, eval_arrays, config.eval_batch_size, mesh, n_seeds)
   t_eval = time.perf_counter() - t0
   if timings is not None:
-    timings.update(compile_s=t_compile, loop_s=t_loop, eval_s=t_eval,
-                   total_s=time.perf_counter() - t_start)
+    timings.update(
+        compile_s=t_compile, loop_s=t_loop, eval_s=t_eval, total_s=time.perf_counter() - t_start
+    )
 
-  return [{
-      'method': config.adapt.method, 'model': config.model.name, 'steps': total_steps,
-      'batch_size': config.batch_size, 'examples_seen': total_steps * config.batch_size,
-      'train_examples': len(train_arrays[i]['label']), 'step_flops': step_flops,
-      'train_flops': step_flops * total_steps, 'opt_state_bytes': opt_state_bytes[i],
-      **train_lib.param_counts(exps[i]), **final[i],
-      'train/loss': float(window['loss'][i]), 'train/accuracy': float(window['accuracy'][i]),
-  } for i in range(n_seeds)]
+  return [
+      {
+          'method': config.adapt.method,
+          'model': config.model.name,
+          'steps': total_steps,
+          'batch_size': config.batch_size,
+          'examples_seen': total_steps * config.batch_size,
+          'train_examples': len(train_arrays[i]['label']),
+          'step_flops': step_flops,
+          'train_flops': step_flops * total_steps,
+          'opt_state_bytes': opt_state_bytes[i],
+          **train_lib.param_counts(exps[i]),
+          **final[i],
+          'train/loss': float(window['loss'][i]),
+          'train/accuracy': float(window['accuracy'][i]),
+      }
+      for i in range(n_seeds)
+  ]
 
 
-def _evaluate(eval_step, params, eval_arrays: dict, batch_size: int, mesh,
-              n_seeds: int) -> list[dict[str, float]]:
+def _evaluate(
+    eval_step, params, eval_arrays: dict, batch_size: int, mesh, n_seeds: int
+) -> list[dict[str, float]]:
   """Per-seed `train.evaluate_splits`: sums carry a leading seed axis."""
   out = [{} for _ in range(n_seeds)]
   for name, arrays in eval_arrays.items():
@@ -191,8 +223,12 @@ def _evaluate(eval_step, params, eval_arrays: dict, batch_size: int, mesh,
   return out
 
 
-def measure_speedup(configs: Sequence[ml_collections.ConfigDict], workdir: str | None = None,
-                    warmup: bool = True, batching: str = 'vmap') -> dict[str, float]:
+def measure_speedup(
+    configs: Sequence[ml_collections.ConfigDict],
+    workdir: str | None = None,
+    warmup: bool = True,
+    batching: str = 'vmap',
+) -> dict[str, float]:
   """Wall time of `train_seeds(configs)` against `train.train` once per config.
 
   Both sides include compilation, as the benchmark would pay it: `train`
@@ -216,12 +252,21 @@ def measure_speedup(configs: Sequence[ml_collections.ConfigDict], workdir: str |
   finally:
     if workdir is None:
       shutil.rmtree(root, ignore_errors=True)
-  diff = max(abs(s.get('test/accuracy', 0.0) - t.get('test/accuracy', 0.0))
-             for s, t in zip(sequential, together))
-  return {'num_seeds': len(configs), 'sequential_s': sequential_s, 'vmapped_s': vmapped_s,
-          'speedup': sequential_s / vmapped_s, 'sequential_loop_s': sequential_loop_s,
-          'vmapped_loop_s': timings['loop_s'], 'loop_speedup': sequential_loop_s / timings['loop_s'],
-          'vmapped_compile_s': timings['compile_s'], 'max_test_accuracy_diff': diff}
+  diff = max(
+      abs(s.get('test/accuracy', 0.0) - t.get('test/accuracy', 0.0))
+      for s, t in zip(sequential, together)
+  )
+  return {
+      'num_seeds': len(configs),
+      'sequential_s': sequential_s,
+      'vmapped_s': vmapped_s,
+      'speedup': sequential_s / vmapped_s,
+      'sequential_loop_s': sequential_loop_s,
+      'vmapped_loop_s': timings['loop_s'],
+      'loop_speedup': sequential_loop_s / timings['loop_s'],
+      'vmapped_compile_s': timings['compile_s'],
+      'max_test_accuracy_diff': diff,
+  }
 
 
 def _loop_seconds(workdir: str) -> float:
@@ -237,6 +282,7 @@ def _loop_seconds(workdir: str) -> float:
 def main(argv: Sequence[str] | None = None) -> None:
   """Measures the speedup on one cell of a suite and prints it as JSON."""
   from jaxadapt.bench import runner  # Local import: only the command line needs suites.
+
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--suite', required=True, help='suite.py[:arg]')
   parser.add_argument('--cell', required=True, help='task/method/examples_per_class')
@@ -247,10 +293,16 @@ def main(argv: Sequence[str] | None = None) -> None:
   args = parser.parse_args(argv)
   suite = runner.load_suite(args.suite)
   task, method, size = args.cell.split('/')
-  configs = [runner.cell_config(suite, task, method, int(size), int(s), args.upstream, None)
-             for s in args.seeds.split(',')]
-  print(json.dumps(measure_speedup(configs, warmup=not args.no_warmup, batching=args.batching),
-                   indent=1), flush=True)
+  configs = [
+      runner.cell_config(suite, task, method, int(size), int(s), args.upstream, None)
+      for s in args.seeds.split(',')
+  ]
+  print(
+      json.dumps(
+          measure_speedup(configs, warmup=not args.no_warmup, batching=args.batching), indent=1
+      ),
+      flush=True,
+  )
 
 
 if __name__ == '__main__':

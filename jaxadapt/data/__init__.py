@@ -1,14 +1,30 @@
 """Data: offline TFDS builders (fashion_mnist, digits, mnist1d), in-memory split loading,
 resumable batching, on-device preprocessing."""
 
-from jaxadapt.data.builders import (DigitsLocal, FashionMnistLocal, Mnist1dLocal, default_data_dir,
-                                   generate_mnist1d, read_idx)
+from jaxadapt.data.builders import (
+    DigitsLocal,
+    FashionMnistLocal,
+    Mnist1dLocal,
+    default_data_dir,
+    generate_mnist1d,
+    read_idx,
+)
 from jaxadapt.data.datasets import dataset_info, load_split
 from jaxadapt.data.pipeline import BatchSource, eval_batches, prefetch
 from jaxadapt.data.preprocess import make_preprocess, output_shape
 
 __all__ = [
-    'BatchSource', 'DigitsLocal', 'FashionMnistLocal', 'Mnist1dLocal', 'dataset_info',
-    'default_data_dir', 'eval_batches', 'generate_mnist1d', 'load_split', 'make_preprocess',
-    'output_shape', 'prefetch', 'read_idx',
+    'BatchSource',
+    'DigitsLocal',
+    'FashionMnistLocal',
+    'Mnist1dLocal',
+    'dataset_info',
+    'default_data_dir',
+    'eval_batches',
+    'generate_mnist1d',
+    'load_split',
+    'make_preprocess',
+    'output_shape',
+    'prefetch',
+    'read_idx',
 ]

@@ -12,150 +12,170 @@ T = TypeVar('T')
 
 
 def _num_examples(arrays: dict[str, np.ndarray]) -> int:
-    sizes = {len(v) for v in arrays.values()}
-    if len(sizes) != 1:
-        raise ValueError(f'arrays have different lengths: { {k: len(v) for k, v in arrays.items()} }')
-    return sizes.pop()
+  sizes = {len(v) for v in arrays.values()}
+  if len(sizes) != 1:
+    raise ValueError(f'arrays have different lengths: { {k: len(v) for k, v in arrays.items()} }')
+  return sizes.pop()
 
 
 def _process_rows(batch_size: int, process_index: int, process_count: int) -> slice:
-    """Rows of a global batch owned by one process: [p*B/P, (p+1)*B/P)."""
-    return slice(process_index * batch_size // process_count,
-                 (process_index + 1) * batch_size // process_count)
+  """Rows of a global batch owned by one process: [p*B/P, (p+1)*B/P)."""
+  return slice(
+      process_index * batch_size // process_count, (process_index + 1) * batch_size // process_count
+  )
 
 
 def _check_processes(batch_size: int, process_index: int, process_count: int) -> None:
-    if batch_size <= 0 or batch_size % process_count:
-        raise ValueError(f'global batch size {batch_size} must be positive and divisible by '
-                         f'process_count={process_count}')
-    if not 0 <= process_index < process_count:
-        raise ValueError(f'process_index={process_index} not in [0, {process_count})')
+  if batch_size <= 0 or batch_size % process_count:
+    raise ValueError(
+        f'global batch size {batch_size} must be positive and divisible by '
+        f'process_count={process_count}'
+    )
+  if not 0 <= process_index < process_count:
+    raise ValueError(f'process_index={process_index} not in [0, {process_count})')
 
 
 class BatchSource:
-    """Training batches whose content is a pure function of (seed, step).
+  """Training batches whose content is a pure function of (seed, step).
 
-    Epoch e = step // steps_per_epoch visits the examples in the order
-    `default_rng([seed, e]).permutation(N)`, so resuming from any step
-    reproduces the same batches without saving iterator state.
+  Epoch e = step // steps_per_epoch visits the examples in the order
+  `default_rng([seed, e]).permutation(N)`, so resuming from any step
+  reproduces the same batches without saving iterator state.
+  """
+
+  def __init__(
+      self,
+      arrays: dict[str, np.ndarray],
+      global_batch_size: int,
+      seed: int,
+      shuffle: bool = True,
+      drop_remainder: bool = True,
+      process_index: int = 0,
+      process_count: int = 1,
+  ):
+    _check_processes(global_batch_size, process_index, process_count)
+    self.num_examples = _num_examples(arrays)
+    if drop_remainder and global_batch_size > self.num_examples:
+      raise ValueError(
+          f'global batch size {global_batch_size} exceeds the {self.num_examples} '
+          f'examples available (drop_remainder=True would yield no batches)'
+      )
+    self.arrays = arrays
+    self.global_batch_size = global_batch_size
+    self.seed = seed
+    self.shuffle = shuffle
+    self.drop_remainder = drop_remainder
+    self.process_index = process_index
+    self.process_count = process_count
+    self._order_cache: tuple[int, np.ndarray] | None = None  # (epoch, order): pure memo.
+
+  @property
+  def steps_per_epoch(self) -> int:
+    full, rest = divmod(self.num_examples, self.global_batch_size)
+    return full + (1 if rest and not self.drop_remainder else 0)
+
+  def _order(self, epoch: int) -> np.ndarray:
+    if self._order_cache is None or self._order_cache[0] != epoch:
+      order = (
+          np.random.default_rng([self.seed, epoch]).permutation(self.num_examples)
+          if self.shuffle
+          else np.arange(self.num_examples)
+      )
+      self._order_cache = (epoch, order)
+    return self._order_cache[1]
+
+  def batch(self, step: int) -> dict[str, np.ndarray]:
+    """Process-local slice of global batch `step`.
+
+    With drop_remainder=False the last batch of an epoch is shorter (its
+    process slices too), which costs one extra jit compilation.
     """
+    if step < 0:
+      raise ValueError(f'step must be >= 0, got {step}')
+    epoch, within = divmod(step, self.steps_per_epoch)
+    index = self._order(epoch)[
+        within * self.global_batch_size : (within + 1) * self.global_batch_size
+    ]
+    index = index[_process_rows(len(index), self.process_index, self.process_count)]
+    return {key: value[index] for key, value in self.arrays.items()}
 
-    def __init__(self, arrays: dict[str, np.ndarray], global_batch_size: int, seed: int,
-                 shuffle: bool = True, drop_remainder: bool = True,
-                 process_index: int = 0, process_count: int = 1):
-        _check_processes(global_batch_size, process_index, process_count)
-        self.num_examples = _num_examples(arrays)
-        if drop_remainder and global_batch_size > self.num_examples:
-            raise ValueError(f'global batch size {global_batch_size} exceeds the {self.num_examples} '
-                             f'examples available (drop_remainder=True would yield no batches)')
-        self.arrays = arrays
-        self.global_batch_size = global_batch_size
-        self.seed = seed
-        self.shuffle = shuffle
-        self.drop_remainder = drop_remainder
-        self.process_index = process_index
-        self.process_count = process_count
-        self._order_cache: tuple[int, np.ndarray] | None = None  # (epoch, order): pure memo.
-
-    @property
-    def steps_per_epoch(self) -> int:
-        full, rest = divmod(self.num_examples, self.global_batch_size)
-        return full + (1 if rest and not self.drop_remainder else 0)
-
-    def _order(self, epoch: int) -> np.ndarray:
-        if self._order_cache is None or self._order_cache[0] != epoch:
-            order = (np.random.default_rng([self.seed, epoch]).permutation(self.num_examples)
-                     if self.shuffle else np.arange(self.num_examples))
-            self._order_cache = (epoch, order)
-        return self._order_cache[1]
-
-    def batch(self, step: int) -> dict[str, np.ndarray]:
-        """Process-local slice of global batch `step`.
-
-        With drop_remainder=False the last batch of an epoch is shorter (its
-        process slices too), which costs one extra jit compilation.
-        """
-        if step < 0:
-            raise ValueError(f'step must be >= 0, got {step}')
-        epoch, within = divmod(step, self.steps_per_epoch)
-        index = self._order(epoch)[within * self.global_batch_size:(within + 1) * self.global_batch_size]
-        index = index[_process_rows(len(index), self.process_index, self.process_count)]
-        return {key: value[index] for key, value in self.arrays.items()}
-
-    def iterate(self, start_step: int = 0, num_steps: int | None = None) -> Iterator[dict[str, np.ndarray]]:
-        """Yield batch(start_step), batch(start_step + 1), ... (forever if num_steps is None)."""
-        step = start_step
-        while num_steps is None or step < start_step + num_steps:
-            yield self.batch(step)
-            step += 1
+  def iterate(
+      self, start_step: int = 0, num_steps: int | None = None
+  ) -> Iterator[dict[str, np.ndarray]]:
+    """Yield batch(start_step), batch(start_step + 1), ... (forever if num_steps is None)."""
+    step = start_step
+    while num_steps is None or step < start_step + num_steps:
+      yield self.batch(step)
+      step += 1
 
 
-def eval_batches(arrays: dict[str, np.ndarray], batch_size: int, process_index: int = 0,
-                 process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
-    """Yield process-local slices of global batches covering every example exactly once.
+def eval_batches(
+    arrays: dict[str, np.ndarray], batch_size: int, process_index: int = 0, process_count: int = 1
+) -> Iterator[dict[str, np.ndarray]]:
+  """Yield process-local slices of global batches covering every example exactly once.
 
-    The last global batch is padded (with copies of example 0) to `batch_size`
-    so shapes never change; `mask` is float32, 1.0 for real rows and 0.0 for padding.
-    """
-    _check_processes(batch_size, process_index, process_count)
-    n = _num_examples(arrays)
-    rows = _process_rows(batch_size, process_index, process_count)
-    for start in range(0, n, batch_size):
-        index = np.arange(start, start + batch_size)[rows]
-        real = index < n
-        index = np.where(real, index, 0)
-        batch = {key: value[index] for key, value in arrays.items()}
-        batch['mask'] = real.astype(np.float32)
-        yield batch
+  The last global batch is padded (with copies of example 0) to `batch_size`
+  so shapes never change; `mask` is float32, 1.0 for real rows and 0.0 for padding.
+  """
+  _check_processes(batch_size, process_index, process_count)
+  n = _num_examples(arrays)
+  rows = _process_rows(batch_size, process_index, process_count)
+  for start in range(0, n, batch_size):
+    index = np.arange(start, start + batch_size)[rows]
+    real = index < n
+    index = np.where(real, index, 0)
+    batch = {key: value[index] for key, value in arrays.items()}
+    batch['mask'] = real.astype(np.float32)
+    yield batch
 
 
 _DONE = object()
 
 
 class _Failure:
-    """Wraps a producer exception so it cannot be mistaken for an item."""
+  """Wraps a producer exception so it cannot be mistaken for an item."""
 
-    def __init__(self, error: BaseException):
-        self.error = error
+  def __init__(self, error: BaseException):
+    self.error = error
 
 
 def prefetch(iterable: Iterable[T], n: int = 2) -> Iterator[T]:
-    """Produce items of `iterable` in a background thread, keeping up to `n` ready.
+  """Produce items of `iterable` in a background thread, keeping up to `n` ready.
 
-    Exceptions from the producer are re-raised in the consumer; closing the
-    generator early stops the producer.
-    """
-    buffer: queue.Queue = queue.Queue(maxsize=n)
-    stop = threading.Event()
+  Exceptions from the producer are re-raised in the consumer; closing the
+  generator early stops the producer.
+  """
+  buffer: queue.Queue = queue.Queue(maxsize=n)
+  stop = threading.Event()
 
-    def put(item) -> bool:
-        while not stop.is_set():
-            try:
-                buffer.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                pass
-        return False
+  def put(item) -> bool:
+    while not stop.is_set():
+      try:
+        buffer.put(item, timeout=0.1)
+        return True
+      except queue.Full:
+        pass
+    return False
 
-    def produce() -> None:
-        try:
-            for item in iterable:
-                if not put(item):
-                    return
-            put(_DONE)
-        except BaseException as e:  # Hand the error to the consumer thread.
-            put(_Failure(e))
-
-    thread = threading.Thread(target=produce, daemon=True)
-    thread.start()
+  def produce() -> None:
     try:
-        while True:
-            item = buffer.get()
-            if item is _DONE:
-                return
-            if isinstance(item, _Failure):
-                raise item.error
-            yield item
-    finally:
-        stop.set()
-        thread.join(timeout=1.0)
+      for item in iterable:
+        if not put(item):
+          return
+      put(_DONE)
+    except BaseException as e:  # Hand the error to the consumer thread.
+      put(_Failure(e))
+
+  thread = threading.Thread(target=produce, daemon=True)
+  thread.start()
+  try:
+    while True:
+      item = buffer.get()
+      if item is _DONE:
+        return
+      if isinstance(item, _Failure):
+        raise item.error
+      yield item
+  finally:
+    stop.set()
+    thread.join(timeout=1.0)

@@ -46,40 +46,55 @@ from .small import CNN1D, GRU, MLP, Linear
 from .vit import ViT
 
 _REGISTRY: dict[str, type[nn.Module]] = {
-    "cnn": CNN, "resnet": ResNet, "vit": ViT,
-    "linear": Linear, "mlp": MLP, "cnn1d": CNN1D, "gru": GRU,
+    'cnn': CNN,
+    'resnet': ResNet,
+    'vit': ViT,
+    'linear': Linear,
+    'mlp': MLP,
+    'cnn1d': CNN1D,
+    'gru': GRU,
 }
 MODEL_NAMES: tuple[str, ...] = tuple(_REGISTRY)
 
 # Dataclass fields that are flax plumbing or set by build_model itself.
-_RESERVED = {"parent", "name", "num_classes"}
+_RESERVED = {'parent', 'name', 'num_classes'}
 
 
 def model_options(name: str) -> list[str]:
-    """Keyword arguments accepted by `build_model(name, ...)`."""
-    return [f.name for f in dataclasses.fields(_lookup(name))
-            if f.init and f.name not in _RESERVED]
+  """Keyword arguments accepted by `build_model(name, ...)`."""
+  return [f.name for f in dataclasses.fields(_lookup(name)) if f.init and f.name not in _RESERVED]
 
 
 def _lookup(name: str) -> type[nn.Module]:
-    if name in _REGISTRY:
-        return _REGISTRY[name]
-    msg = f"unknown model {name!r}; choose one of: {', '.join(MODEL_NAMES)}"
-    close = difflib.get_close_matches(name, MODEL_NAMES, n=1)
-    if close:
-        msg += f" (did you mean {close[0]!r}?)"
-    raise ValueError(msg)
+  if name in _REGISTRY:
+    return _REGISTRY[name]
+  msg = f"unknown model {name!r}; choose one of: {', '.join(MODEL_NAMES)}"
+  close = difflib.get_close_matches(name, MODEL_NAMES, n=1)
+  if close:
+    msg += f' (did you mean {close[0]!r}?)'
+  raise ValueError(msg)
 
 
 def build_model(name: str, num_classes: int, **kwargs) -> nn.Module:
-    """Instantiate model `name` with `num_classes` outputs and its options."""
-    valid = model_options(name)
-    for key in kwargs:
-        if key not in valid:
-            raise ValueError(f"unknown option {key!r} for model {name!r}; "
-                             f"valid options: {', '.join(valid)}")
-    return _lookup(name)(num_classes=num_classes, **kwargs)
+  """Instantiate model `name` with `num_classes` outputs and its options."""
+  valid = model_options(name)
+  for key in kwargs:
+    if key not in valid:
+      raise ValueError(
+          f'unknown option {key!r} for model {name!r}; ' f"valid options: {', '.join(valid)}"
+      )
+  return _lookup(name)(num_classes=num_classes, **kwargs)
 
 
-__all__ = ["CNN", "CNN1D", "GRU", "Linear", "MLP", "MODEL_NAMES", "ResNet", "ViT", "build_model",
-           "model_options"]
+__all__ = [
+    'CNN',
+    'CNN1D',
+    'GRU',
+    'Linear',
+    'MLP',
+    'MODEL_NAMES',
+    'ResNet',
+    'ViT',
+    'build_model',
+    'model_options',
+]

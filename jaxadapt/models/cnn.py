@@ -9,47 +9,45 @@ from .common import he_init, make_norm, zeros
 
 
 class ConvBlock(nn.Module):
-    """`convs` x (conv3x3 -> norm -> relu) followed by a 2x2 max-pool."""
+  """`convs` x (conv3x3 -> norm -> relu) followed by a 2x2 max-pool."""
 
-    width: int
-    norm: str
-    convs: int = 2
+  width: int
+  norm: str
+  convs: int = 2
 
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        for i in range(1, self.convs + 1):
-            x = nn.Conv(self.width, (3, 3), kernel_init=he_init, name=f"conv{i}")(x)
-            norm = make_norm(self.norm, self.width, name=f"norm{i}")
-            if norm is not None:
-                x = norm(x)
-            x = nn.relu(x)
-        return nn.max_pool(x, (2, 2), strides=(2, 2))
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    for i in range(1, self.convs + 1):
+      x = nn.Conv(self.width, (3, 3), kernel_init=he_init, name=f'conv{i}')(x)
+      norm = make_norm(self.norm, self.width, name=f'norm{i}')
+      if norm is not None:
+        x = norm(x)
+      x = nn.relu(x)
+    return nn.max_pool(x, (2, 2), strides=(2, 2))
 
 
 class CNN(nn.Module):
-    """Conv blocks, flatten, optional hidden dense layer, linear `head`.
+  """Conv blocks, flatten, optional hidden dense layer, linear `head`.
 
-    Flattening the final map (7x7 for 28x28 inputs) keeps spatial detail that
-    global average pooling would throw away, which matters on Fashion-MNIST.
-    """
+  Flattening the final map (7x7 for 28x28 inputs) keeps spatial detail that
+  global average pooling would throw away, which matters on Fashion-MNIST.
+  """
 
-    num_classes: int
-    widths: Sequence[int] = (32, 64)
-    dense: int = 128  # 0 disables the hidden dense layer
-    dropout: float = 0.0
-    norm: str = "layer"  # 'layer' | 'group' | 'none'
-    convs: int = 2  # conv layers per block (1 = the classic 2-conv Fashion-MNIST net)
+  num_classes: int
+  widths: Sequence[int] = (32, 64)
+  dense: int = 128  # 0 disables the hidden dense layer
+  dropout: float = 0.0
+  norm: str = 'layer'  # 'layer' | 'group' | 'none'
+  convs: int = 2  # conv layers per block (1 = the classic 2-conv Fashion-MNIST net)
 
-    @nn.compact
-    def __call__(
-        self, x: jax.Array, train: bool = False, features_only: bool = False
-    ) -> jax.Array:
-        for b, width in enumerate(self.widths, start=1):
-            x = ConvBlock(width, self.norm, self.convs, name=f"block{b}")(x)
-        x = x.reshape(x.shape[0], -1)
-        if self.dense:
-            x = nn.relu(nn.Dense(self.dense, kernel_init=he_init, name="dense")(x))
-        if features_only:
-            return x
-        x = nn.Dropout(self.dropout, deterministic=not train)(x)
-        return nn.Dense(self.num_classes, kernel_init=zeros, bias_init=zeros, name="head")(x)
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False, features_only: bool = False) -> jax.Array:
+    for b, width in enumerate(self.widths, start=1):
+      x = ConvBlock(width, self.norm, self.convs, name=f'block{b}')(x)
+    x = x.reshape(x.shape[0], -1)
+    if self.dense:
+      x = nn.relu(nn.Dense(self.dense, kernel_init=he_init, name='dense')(x))
+    if features_only:
+      return x
+    x = nn.Dropout(self.dropout, deterministic=not train)(x)
+    return nn.Dense(self.num_classes, kernel_init=zeros, bias_init=zeros, name='head')(x)

@@ -11,17 +11,17 @@ zeros = nn.initializers.zeros
 
 
 def num_groups(channels: int, max_groups: int = 32) -> int:
-    """Largest group count <= max_groups that divides `channels` (BiT uses 32)."""
-    return math.gcd(channels, max_groups)
+  """Largest group count <= max_groups that divides `channels` (BiT uses 32)."""
+  return math.gcd(channels, max_groups)
 
 
 def make_norm(kind: str, channels: int, name: str) -> nn.Module | None:
-    """Batch-independent norm layer by name, or None for 'none'."""
-    if kind == "layer":
-        # Normalise over channels per position (ConvNeXt style).
-        return nn.LayerNorm(name=name)
-    if kind == "group":
-        return nn.GroupNorm(num_groups=num_groups(channels), name=name)
-    if kind == "none":
-        return None
-    raise ValueError(f"unknown norm {kind!r}; choose one of: layer, group, none")
+  """Batch-independent norm layer by name, or None for 'none'."""
+  if kind == 'layer':
+    # Normalise over channels per position (ConvNeXt style).
+    return nn.LayerNorm(name=name)
+  if kind == 'group':
+    return nn.GroupNorm(num_groups=num_groups(channels), name=name)
+  if kind == 'none':
+    return None
+  raise ValueError(f'unknown norm {kind!r}; choose one of: layer, group, none')

@@ -32,14 +32,17 @@ torch_kernel = nn.initializers.variance_scaling(1 / 3, 'fan_in', 'uniform')
 
 def torch_uniform(bound: float) -> nn.initializers.Initializer:
   """uniform(-bound, bound): PyTorch's bias init (bound = 1/sqrt(fan_in)) and GRU init."""
+
   def init(key, shape, dtype=jnp.float32):
     return jax.random.uniform(key, shape, dtype, -bound, bound)
+
   return init
 
 
 def _dense(features: int, fan_in: int, name: str) -> nn.Dense:
-  return nn.Dense(features, kernel_init=torch_kernel,
-                  bias_init=torch_uniform(1 / math.sqrt(fan_in)), name=name)
+  return nn.Dense(
+      features, kernel_init=torch_kernel, bias_init=torch_uniform(1 / math.sqrt(fan_in)), name=name
+  )
 
 
 def _head(x: jax.Array, num_classes: int, dropout: float, train: bool) -> jax.Array:
@@ -54,8 +57,7 @@ class Linear(nn.Module):
   dropout: float = 0.0
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool = False,
-               features_only: bool = False) -> jax.Array:
+  def __call__(self, x: jax.Array, train: bool = False, features_only: bool = False) -> jax.Array:
     x = x.reshape(x.shape[0], -1)
     if features_only:
       return x
@@ -75,8 +77,7 @@ class MLP(nn.Module):
   dropout: float = 0.0
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool = False,
-               features_only: bool = False) -> jax.Array:
+  def __call__(self, x: jax.Array, train: bool = False, features_only: bool = False) -> jax.Array:
     h = x.reshape(x.shape[0], -1)
     for i, width in enumerate(self.widths, start=1):
       y = nn.relu(_dense(width, h.shape[-1], f'fc{i}')(h))
@@ -102,14 +103,19 @@ class CNN1D(nn.Module):
   dropout: float = 0.0
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool = False,
-               features_only: bool = False) -> jax.Array:
+  def __call__(self, x: jax.Array, train: bool = False, features_only: bool = False) -> jax.Array:
     h = x.reshape(x.shape[0], -1, x.shape[-1])
     for i, k in enumerate(self.kernel_sizes, start=1):
       fan_in = k * h.shape[-1]
-      h = nn.Conv(self.channels, (k,), (self.stride,), padding=((self.padding, self.padding),),
-                  kernel_init=torch_kernel, bias_init=torch_uniform(1 / math.sqrt(fan_in)),
-                  name=f'conv{i}')(h)
+      h = nn.Conv(
+          self.channels,
+          (k,),
+          (self.stride,),
+          padding=((self.padding, self.padding),),
+          kernel_init=torch_kernel,
+          bias_init=torch_uniform(1 / math.sqrt(fan_in)),
+          name=f'conv{i}',
+      )(h)
       h = nn.relu(h)
     h = h.reshape(h.shape[0], -1)
     if features_only:
@@ -132,17 +138,21 @@ class GRU(nn.Module):
   dropout: float = 0.0
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool = False,
-               features_only: bool = False) -> jax.Array:
+  def __call__(self, x: jax.Array, train: bool = False, features_only: bool = False) -> jax.Array:
     h = x.reshape(x.shape[0], -1, x.shape[-1])
     init = torch_uniform(1 / math.sqrt(self.hidden))
     # parent=None: a submodule handed to another one belongs to it and takes its attribute
     # name (gru/forward_rnn/cell/...), instead of hanging off this module.
-    cell = lambda: nn.GRUCell(self.hidden, kernel_init=init, recurrent_kernel_init=init,
-                              bias_init=init, parent=None, name='cell')
+    cell = lambda: nn.GRUCell(
+        self.hidden,
+        kernel_init=init,
+        recurrent_kernel_init=init,
+        bias_init=init,
+        parent=None,
+        name='cell',
+    )
     if self.bidirectional:
-      rnn = nn.Bidirectional(nn.RNN(cell(), parent=None), nn.RNN(cell(), parent=None),
-                             name='gru')
+      rnn = nn.Bidirectional(nn.RNN(cell(), parent=None), nn.RNN(cell(), parent=None), name='gru')
     else:
       rnn = nn.RNN(cell(), name='gru')
     h = rnn(h)  # [B, T, hidden] or [B, T, 2 hidden] (forward, backward at each step)

@@ -10,104 +10,103 @@ dense_init = nn.initializers.xavier_uniform()
 
 
 class SelfAttention(nn.Module):
-    """Multi-head self-attention from four plain (width, width) Dense layers.
+  """Multi-head self-attention from four plain (width, width) Dense layers.
 
-    flax's MultiHeadDotProductAttention stores 3D kernels; keeping them 2D
-    lets low-rank adapters treat every Dense kernel the same way.
-    """
+  flax's MultiHeadDotProductAttention stores 3D kernels; keeping them 2D
+  lets low-rank adapters treat every Dense kernel the same way.
+  """
 
-    num_heads: int
+  num_heads: int
 
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        b, n, width = x.shape
-        if width % self.num_heads:
-            raise ValueError(f"width {width} not divisible by num_heads {self.num_heads}")
-        head_dim = width // self.num_heads
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    b, n, width = x.shape
+    if width % self.num_heads:
+      raise ValueError(f'width {width} not divisible by num_heads {self.num_heads}')
+    head_dim = width // self.num_heads
 
-        def heads(name: str) -> jax.Array:  # (B, N, W) -> (B, H, N, W/H)
-            y = nn.Dense(width, kernel_init=dense_init, name=name)(x)
-            return y.reshape(b, n, self.num_heads, head_dim).transpose(0, 2, 1, 3)
+    def heads(name: str) -> jax.Array:  # (B, N, W) -> (B, H, N, W/H)
+      y = nn.Dense(width, kernel_init=dense_init, name=name)(x)
+      return y.reshape(b, n, self.num_heads, head_dim).transpose(0, 2, 1, 3)
 
-        q, k, v = heads("query"), heads("key"), heads("value")
-        logits = q @ k.swapaxes(-1, -2) / jnp.sqrt(head_dim).astype(x.dtype)
-        y = jax.nn.softmax(logits, axis=-1) @ v
-        y = y.transpose(0, 2, 1, 3).reshape(b, n, width)
-        return nn.Dense(width, kernel_init=dense_init, name="out")(y)
+    q, k, v = heads('query'), heads('key'), heads('value')
+    logits = q @ k.swapaxes(-1, -2) / jnp.sqrt(head_dim).astype(x.dtype)
+    y = jax.nn.softmax(logits, axis=-1) @ v
+    y = y.transpose(0, 2, 1, 3).reshape(b, n, width)
+    return nn.Dense(width, kernel_init=dense_init, name='out')(y)
 
 
 class MLP(nn.Module):
-    hidden: int
-    dropout: float
+  hidden: int
+  dropout: float
 
-    @nn.compact
-    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        y = nn.gelu(nn.Dense(self.hidden, kernel_init=dense_init, name="fc1")(x))
-        y = nn.Dropout(self.dropout, deterministic=not train)(y)
-        return nn.Dense(x.shape[-1], kernel_init=dense_init, name="fc2")(y)
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    y = nn.gelu(nn.Dense(self.hidden, kernel_init=dense_init, name='fc1')(x))
+    y = nn.Dropout(self.dropout, deterministic=not train)(y)
+    return nn.Dense(x.shape[-1], kernel_init=dense_init, name='fc2')(y)
 
 
 class EncoderBlock(nn.Module):
-    """Pre-LN block: x + attn(LN(x)); x + mlp(LN(x))."""
+  """Pre-LN block: x + attn(LN(x)); x + mlp(LN(x))."""
 
-    num_heads: int
-    mlp_dim: int
-    dropout: float
+  num_heads: int
+  mlp_dim: int
+  dropout: float
 
-    @nn.compact
-    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        drop = nn.Dropout(self.dropout, deterministic=not train)
-        x = x + drop(SelfAttention(self.num_heads, name="attn")(nn.LayerNorm(name="norm1")(x)))
-        y = MLP(self.mlp_dim, self.dropout, name="mlp")(nn.LayerNorm(name="norm2")(x), train)
-        return x + drop(y)
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    drop = nn.Dropout(self.dropout, deterministic=not train)
+    x = x + drop(SelfAttention(self.num_heads, name='attn')(nn.LayerNorm(name='norm1')(x)))
+    y = MLP(self.mlp_dim, self.dropout, name='mlp')(nn.LayerNorm(name='norm2')(x), train)
+    return x + drop(y)
 
 
 class Encoder(nn.Module):
-    depth: int
-    num_heads: int
-    mlp_dim: int
-    dropout: float
+  depth: int
+  num_heads: int
+  mlp_dim: int
+  dropout: float
 
-    @nn.compact
-    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        for i in range(1, self.depth + 1):
-            x = EncoderBlock(self.num_heads, self.mlp_dim, self.dropout, name=f"block{i}")(x, train)
-        return nn.LayerNorm(name="norm")(x)
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    for i in range(1, self.depth + 1):
+      x = EncoderBlock(self.num_heads, self.mlp_dim, self.dropout, name=f'block{i}')(x, train)
+    return nn.LayerNorm(name='norm')(x)
 
 
 class ViT(nn.Module):
-    """Patchify conv -> (+cls) + learned positions -> pre-LN encoder -> head.
+  """Patchify conv -> (+cls) + learned positions -> pre-LN encoder -> head.
 
-    `pool='cls'` reads the class token, 'gap' averages the patch tokens. The
-    position embedding is sized for the input used at init time.
-    """
+  `pool='cls'` reads the class token, 'gap' averages the patch tokens. The
+  position embedding is sized for the input used at init time.
+  """
 
-    num_classes: int
-    patch_size: int = 4
-    width: int = 128
-    depth: int = 6
-    num_heads: int = 4
-    mlp_dim: int | None = None  # default 4 * width
-    pool: str = "cls"  # 'cls' | 'gap'
-    dropout: float = 0.0
+  num_classes: int
+  patch_size: int = 4
+  width: int = 128
+  depth: int = 6
+  num_heads: int = 4
+  mlp_dim: int | None = None  # default 4 * width
+  pool: str = 'cls'  # 'cls' | 'gap'
+  dropout: float = 0.0
 
-    @nn.compact
-    def __call__(
-        self, x: jax.Array, train: bool = False, features_only: bool = False
-    ) -> jax.Array:
-        if self.pool not in ("cls", "gap"):
-            raise ValueError(f"unknown pool {self.pool!r}; choose one of: cls, gap")
-        p = self.patch_size
-        x = nn.Conv(self.width, (p, p), (p, p), padding="VALID", name="embedding")(x)
-        x = x.reshape(x.shape[0], -1, self.width)
-        if self.pool == "cls":
-            cls = self.param("cls", zeros, (1, 1, self.width))
-            x = jnp.concatenate([jnp.broadcast_to(cls, (x.shape[0], 1, self.width)), x], axis=1)
-        pos = self.param("pos_embedding", nn.initializers.normal(0.02), (1, *x.shape[1:]))
-        x = nn.Dropout(self.dropout, deterministic=not train)(x + pos)
-        x = Encoder(self.depth, self.num_heads, self.mlp_dim or 4 * self.width,
-                    self.dropout, name="encoder")(x, train)
-        x = x[:, 0] if self.pool == "cls" else x.mean(axis=1)
-        if features_only:
-            return x
-        return nn.Dense(self.num_classes, kernel_init=zeros, bias_init=zeros, name="head")(x)
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False, features_only: bool = False) -> jax.Array:
+    if self.pool not in ('cls', 'gap'):
+      raise ValueError(f'unknown pool {self.pool!r}; choose one of: cls, gap')
+    p = self.patch_size
+    x = nn.Conv(self.width, (p, p), (p, p), padding='VALID', name='embedding')(x)
+    x = x.reshape(x.shape[0], -1, self.width)
+    if self.pool == 'cls':
+      cls = self.param('cls', zeros, (1, 1, self.width))
+      x = jnp.concatenate([jnp.broadcast_to(cls, (x.shape[0], 1, self.width)), x], axis=1)
+    pos = self.param('pos_embedding', nn.initializers.normal(0.02), (1, *x.shape[1:]))
+    x = nn.Dropout(self.dropout, deterministic=not train)(x + pos)
+    x = Encoder(
+        self.depth, self.num_heads, self.mlp_dim or 4 * self.width, self.dropout, name='encoder'
+    )(x, train)
+    x = x[:, 0] if self.pool == 'cls' else x.mean(axis=1)
+    if features_only:
+      return x
+    return nn.Dense(self.num_classes, kernel_init=zeros, bias_init=zeros, name='head')(x)
