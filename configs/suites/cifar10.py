@@ -12,7 +12,8 @@ Not run offline or in tests.
 
 import ml_collections
 
-FM = 'configs/fashion_mnist'  # the method files are dataset-agnostic once overridden
+FM = 'configs/fashion_mnist'  # scratch and pretrain, their dataset overridden below
+METHODS = 'configs/methods'  # the method files are dataset-agnostic once overridden
 
 
 def get_suite(arg=None):
@@ -41,12 +42,12 @@ def get_suite(arg=None):
   s.methods = dict(
       scratch=dict(config=f'{FM}/scratch.py:model=resnet', overrides=model),
       linear_probe_fast=dict(
-          config=f'{FM}/linear_probe.py', args='model=resnet,fast=softmax', overrides=model
+          config=f'{METHODS}/linear_probe.py', args='model=resnet,fast=softmax', overrides=model
       ),
-      partial_ft=dict(config=f'{FM}/partial_ft.py', args='model=resnet,k=1', overrides=model),
-      full_ft=dict(config=f'{FM}/full_ft.py', args='model=resnet', overrides=model),
-      lora=dict(config=f'{FM}/lora.py', args='model=resnet,rank=8', overrides=model),
-      bitfit=dict(config=f'{FM}/bitfit.py', args='model=resnet', overrides=model),
+      partial_ft=dict(config=f'{METHODS}/partial_ft.py', args='model=resnet,k=1', overrides=model),
+      full_ft=dict(config=f'{METHODS}/full_ft.py', args='model=resnet', overrides=model),
+      lora=dict(config=f'{METHODS}/lora.py', args='model=resnet,rank=8', overrides=model),
+      bitfit=dict(config=f'{METHODS}/bitfit.py', args='model=resnet', overrides=model),
   )
   s.sizes = (1, 10, 100, 1000, 0)
   s.seeds = (0, 1, 2)

@@ -18,6 +18,7 @@ import ml_collections
 from jaxadapt import config as config_lib
 
 FM = 'configs/fashion_mnist'
+METHODS = 'configs/methods'
 
 
 def get_suite(arg=None):
@@ -45,16 +46,18 @@ def get_suite(arg=None):
   )
   s.methods = dict(
       scratch=dict(config=f'{FM}/scratch.py', overrides=model),
-      linear_probe=dict(config=f'{FM}/linear_probe.py', overrides=model),
-      linear_probe_fast=dict(config=f'{FM}/linear_probe.py', args='fast=softmax', overrides=model),
-      partial_ft=dict(config=f'{FM}/partial_ft.py', args='k=1', overrides=model),
-      full_ft=dict(config=f'{FM}/full_ft.py', overrides=model),
-      lora=dict(config=f'{FM}/lora.py', args='rank=4', overrides=model),
-      bitfit=dict(config=f'{FM}/bitfit.py', overrides=model),
+      linear_probe=dict(config=f'{METHODS}/linear_probe.py', overrides=model),
+      linear_probe_fast=dict(
+          config=f'{METHODS}/linear_probe.py', args='fast=softmax', overrides=model
+      ),
+      partial_ft=dict(config=f'{METHODS}/partial_ft.py', args='k=1', overrides=model),
+      full_ft=dict(config=f'{METHODS}/full_ft.py', overrides=model),
+      lora=dict(config=f'{METHODS}/lora.py', args='rank=4', overrides=model),
+      bitfit=dict(config=f'{METHODS}/bitfit.py', overrides=model),
       # The student: a ~8x smaller CNN, alone and taught by the full_ft cell of the same
       # task, size and seed (the best big model available for that data).
-      student_alone=dict(config=f'{FM}/distill.py', args='alone'),
-      distill=dict(config=f'{FM}/distill.py'),
+      student_alone=dict(config=f'{METHODS}/distill.py', args='alone'),
+      distill=dict(config=f'{METHODS}/distill.py'),
   )
   s.sizes = (1, 10, 100, 1000, 0)  # examples per class; 0 = all
   s.seeds = (0, 1, 2)

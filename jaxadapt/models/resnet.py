@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 
 from .common import he_init, num_groups, zeros
+from .spec import Blocks, ModelError, ModelSpec
 
 # depth -> (blocks per stage, bottleneck?)
 STAGE_SIZES = {
@@ -80,7 +81,7 @@ class Stem(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     if self.kind not in ('small', 'imagenet'):
-      raise ValueError(f'unknown stem {self.kind!r}; choose one of: small, imagenet')
+      raise ModelError(f'unknown stem {self.kind!r}; choose one of: small, imagenet')
     big = self.kind == 'imagenet'
     x = _conv(self.width, 7 if big else 3, 2 if big else 1, 'conv')(x)
     x = nn.relu(_norm(self.width, 'norm')(x))
@@ -124,9 +125,9 @@ class ResNet(nn.Module):
   def __call__(self, x: jax.Array, train: bool = False, features_only: bool = False) -> jax.Array:
     del train  # no dropout or batch stats; kept for a uniform signature
     if self.depth not in STAGE_SIZES:
-      raise ValueError(f'depth must be one of {sorted(STAGE_SIZES)}, got {self.depth}')
+      raise ModelError(f'depth must be one of {sorted(STAGE_SIZES)}, got {self.depth}')
     if not 1 <= self.num_stages <= 4:
-      raise ValueError(f'num_stages must be in 1..4, got {self.num_stages}')
+      raise ModelError(f'num_stages must be in 1..4, got {self.num_stages}')
     sizes, bottleneck = STAGE_SIZES[self.depth]
     x = Stem(self.width, self.stem, name='stem')(x)
     for s in range(self.num_stages):
@@ -137,3 +138,15 @@ class ResNet(nn.Module):
     if features_only:
       return x
     return nn.Dense(self.num_classes, kernel_init=zeros, bias_init=zeros, name='head')(x)
+
+
+SPEC = ModelSpec(
+    module=ResNet,
+    input_kind='image',
+    # A stage is the unit of depth here: stages, not residual blocks, are what partial_ft unfreezes.
+    blocks=lambda m: Blocks(
+        stem=('stem',), body=tuple(f'stage{i}' for i in range(1, m.num_stages + 1))
+    ),
+    lora_targets=r'stage\d+/block\d+/conv\d+/kernel',
+    smoke=dict(width=4, num_stages=2),
+)

@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 
 from .common import zeros
+from .spec import Blocks, ModelError, ModelSpec
 
 dense_init = nn.initializers.xavier_uniform()
 
@@ -22,7 +23,7 @@ class SelfAttention(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     b, n, width = x.shape
     if width % self.num_heads:
-      raise ValueError(f'width {width} not divisible by num_heads {self.num_heads}')
+      raise ModelError(f'width {width} not divisible by num_heads {self.num_heads}')
     head_dim = width // self.num_heads
 
     def heads(name: str) -> jax.Array:  # (B, N, W) -> (B, H, N, W/H)
@@ -94,7 +95,7 @@ class ViT(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False, features_only: bool = False) -> jax.Array:
     if self.pool not in ('cls', 'gap'):
-      raise ValueError(f'unknown pool {self.pool!r}; choose one of: cls, gap')
+      raise ModelError(f'unknown pool {self.pool!r}; choose one of: cls, gap')
     p = self.patch_size
     x = nn.Conv(self.width, (p, p), (p, p), padding='VALID', name='embedding')(x)
     x = x.reshape(x.shape[0], -1, self.width)
@@ -110,3 +111,18 @@ class ViT(nn.Module):
     if features_only:
       return x
     return nn.Dense(self.num_classes, kernel_init=zeros, bias_init=zeros, name='head')(x)
+
+
+SPEC = ModelSpec(
+    module=ViT,
+    input_kind='image',
+    blocks=lambda m: Blocks(
+        stem=('embedding', 'cls', 'pos_embedding')
+        if m.pool == 'cls'
+        else ('embedding', 'pos_embedding'),
+        body=tuple(f'encoder/block{i}' for i in range(1, m.depth + 1)),
+        post=('encoder/norm',),
+    ),
+    lora_targets=r'encoder/block\d+/(attn/(query|value)|mlp/fc\d)/kernel',
+    smoke=dict(width=16, depth=1, num_heads=2),
+)
