@@ -33,10 +33,12 @@ class ModelError(UserError, ValueError):
 
 
 class Blocks(NamedTuple):
-  """Parameter path prefixes, input to output ('encoder/block3' covers 'encoder/block3/...').
+  """Parameter path prefixes, input to output: a submodule ('encoder/block3' covers
+  'encoder/block3/...') or a single parameter (ViT's 'cls').
 
-  Together with `head` they cover every parameter of the model: partial fine-tuning unfreezes
-  the last k `body` blocks plus `post`; layer-wise lr decay scales `stem` and `body` by depth.
+  With `head` they cover every parameter of the model exactly once: partial fine-tuning
+  unfreezes the last k `body` blocks plus `post`; layer-wise lr decay scales `stem` and `body`
+  by depth.
   """
 
   stem: tuple[str, ...] = ()  # before the first block (patch embedding, positions, stem conv)
