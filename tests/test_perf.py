@@ -1,4 +1,4 @@
-"""`jaxadapt perf`: measured FLOPs and optimizer memory per method, through the CLI."""
+"""`jaxadapt perf` and perf.measure: measured FLOPs and optimizer memory per method."""
 
 import json
 import pathlib
