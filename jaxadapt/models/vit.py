@@ -4,7 +4,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from .common import zeros
+from .common import ModelError, zeros
 
 dense_init = nn.initializers.xavier_uniform()
 
@@ -22,7 +22,7 @@ class SelfAttention(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     b, n, width = x.shape
     if width % self.num_heads:
-      raise ValueError(f'width {width} not divisible by num_heads {self.num_heads}')
+      raise ModelError(f'width {width} not divisible by num_heads {self.num_heads}')
     head_dim = width // self.num_heads
 
     def heads(name: str) -> jax.Array:  # (B, N, W) -> (B, H, N, W/H)
@@ -94,7 +94,7 @@ class ViT(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False, features_only: bool = False) -> jax.Array:
     if self.pool not in ('cls', 'gap'):
-      raise ValueError(f'unknown pool {self.pool!r}; choose one of: cls, gap')
+      raise ModelError(f'unknown pool {self.pool!r}; choose one of: cls, gap')
     p = self.patch_size
     x = nn.Conv(self.width, (p, p), (p, p), padding='VALID', name='embedding')(x)
     x = x.reshape(x.shape[0], -1, self.width)
