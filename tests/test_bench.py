@@ -102,8 +102,8 @@ def test_malformed_suites_are_one_line_errors(tmp_path, capsys):
   bad.write_text(source.replace("name='full_ft'", "name='full_tf'"))  # the teachers' method
   assert cli.main(['bench', '--suite', f'{bad}:tiny', '--out', str(tmp_path / 'o')]) == 2
   assert (
-      "run 'related/distill/10/0' uses {run:related/full_ft/10/0}, but no run is named "
-      "'related/full_ft/10/0' (did you mean 'related/full_tf/10/0'?)"
+      "run 'related/distill/2/0' uses {run:related/full_ft/2/0}, but no run is named "
+      "'related/full_ft/2/0' (did you mean 'related/full_tf/2/0'?)"
   ) in capsys.readouterr().err
   bad.write_text(source.replace('{run:upstream}', '{run:upstraem}'))
   assert cli.main(['bench', '--suite', f'{bad}:tiny', '--out', str(tmp_path / 'o')]) == 2

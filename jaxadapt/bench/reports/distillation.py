@@ -20,8 +20,8 @@ def write(records: list[dict], meta: dict, out: str) -> common.Report:
   params = lambda rs: f"{rs[0]['total_params']:,}" if rs else '-'
   alone_by_seed = {r['tags'].get('seed', 0): r['test_accuracy'] for r in alone}
   lines = [
-      f'{common.training_minutes(records)}. Accuracy mean ± std over seeds; "beats alone" counts the '
-      f'seeds where the distilled student beats the student alone of the same seed.',
+      f'{common.training_minutes(records)}. Accuracy mean ± std over seeds; "beats alone" '
+      f'counts the seeds where the distilled student beats the student alone of the same seed.',
       '',
       '| model | params | test accuracy | test errors (of N) | gap closed | beats alone |',
       '|---|---:|---:|---:|---:|---:|',
