@@ -218,6 +218,9 @@ def test_run_without_the_tags_it_needs_names_the_run():
   bad = dict(_record('related', 'lora', 1, 0, 0.5), cell='mystery', tags={'task': 'related'})
   with pytest.raises(UserError, match="run 'mystery' lacks tag method, tag size, tag seed"):
     report.aggregate([bad])
+  untagged = {k: v for k, v in bad.items() if k != 'tags'}  # a record written before tags
+  with pytest.raises(UserError, match="run 'mystery' lacks tag task, tag method"):
+    report.aggregate([untagged])
 
 
 def test_terminal_table_shape():

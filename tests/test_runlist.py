@@ -100,9 +100,11 @@ def test_a_run_whose_base_is_gone_names_the_fix(tmp_path, trained, capsys):
   shutil.rmtree(out / 'runs' / 'a')
   lines = (out / 'results.jsonl').read_text().splitlines()
   (out / 'results.jsonl').write_text(''.join(l + '\n' for l in lines if '"cell": "b"' not in l))
+  trained.clear()
   assert cli.main(['bench', '--suite', spec, '--out', str(out)]) == 2
   err = capsys.readouterr().err
   assert "run 'b' needs the workdir of 'a', which is gone" in err and 'results.jsonl' in err
+  assert trained == []  # found before anything ran
 
 
 def test_quick_and_full_results_never_mix(tmp_path, trained, capsys):

@@ -47,11 +47,9 @@ def run_suite(
   """Runs every unfinished run of the suite `spec` into `out`; returns all its records."""
   suite = suite_lib.load(spec, quick)
   out_dir = epath.Path(out)
-  results_path, runs_dir, meta_path = (
-      out_dir / 'results.jsonl',
-      out_dir / 'runs',
-      out_dir / 'suite.json',
-  )
+  results_path = out_dir / 'results.jsonl'
+  meta_path = out_dir / 'suite.json'
+  runs_dir = out_dir / 'runs'  # one workdir per run, named after it
   meta = suite_lib.meta(suite, quick)
   if meta_path.exists():
     old = json.loads(meta_path.read_text())
@@ -64,6 +62,13 @@ def run_suite(
   remaining = [run for run in suite['runs'] if run['name'] not in done]
   # Every config is built before anything is written: a bad override fails at once.
   configs = {run['name']: run_config(run, runs_dir, suite['common']) for run in remaining}
+  for run in remaining:  # a finished run that a remaining one reads must still have its workdir
+    for ref in suite_lib.refs(run):
+      if ref in done and not (runs_dir / ref / 'config.json').exists():
+        raise suite_lib.SuiteError(
+            f"run '{run['name']}' needs the workdir of '{ref}', which is gone; "
+            f'delete its line from {results_path} to retrain it'
+        )
   out_dir.mkdir(parents=True, exist_ok=True)
   meta_path.write_text(json.dumps(meta, indent=1, sort_keys=True) + '\n')
 
@@ -75,12 +80,6 @@ def run_suite(
   t_start = time.perf_counter()
   for i, run in enumerate(remaining):
     name, config = run['name'], configs[run['name']]
-    for ref in suite_lib.refs(run):
-      if not (runs_dir / ref / 'config.json').exists():
-        raise suite_lib.SuiteError(
-            f"run '{name}' needs the workdir of '{ref}', which is gone; "
-            f'delete its line from {results_path} to retrain it'
-        )
     elapsed = time.perf_counter() - t_start
     eta = f', ETA {fmt_seconds(elapsed / i * (len(remaining) - i))}' if i else ''
     length = f'{config.num_steps} steps' if config.num_steps else f'{config.num_epochs:g} epochs'

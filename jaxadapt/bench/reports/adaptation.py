@@ -37,14 +37,14 @@ def write(records: list[dict], meta: dict, out: str) -> common.Report:
 
 
 def _upstream(records: Iterable[dict]) -> list[dict]:
-  return [r for r in records if r['tags'].get('task') == UPSTREAM_TASK]
+  return [r for r in records if r.get('tags', {}).get('task') == UPSTREAM_TASK]
 
 
 def _adaptation_runs(records: Iterable[dict]) -> list[dict]:
   """Every run but the upstream one, its tags flattened into it (size as examples_per_class)."""
   runs = []
   for r in results.latest(records):  # a run recorded twice (a resumed bench) counts once
-    tags = r['tags']
+    tags = r.get('tags', {})
     if tags.get('task') == UPSTREAM_TASK:
       continue
     missing = [f'tag {t}' for t in TAGS if t not in tags]
