@@ -11,6 +11,8 @@ import os
 import sys
 from typing import Sequence
 
+from jaxadapt.errors import UserError
+
 
 def _split_overrides(argv: Sequence[str]) -> tuple[list[str], list[str]]:
   """Separates `--config.a.b=v` overrides (also `--config.a.b v`) from other args."""
@@ -71,8 +73,10 @@ def _parser() -> argparse.ArgumentParser:
   bench.add_argument('--out', required=True, help='results directory')
   bench.add_argument('--quick', action='store_true', help="the suite's quick variant")
 
-  report = sub.add_parser('report', help='rebuild report.md and plots from results.jsonl')
-  report.add_argument('results', help='results directory (holding results.jsonl)')
+  report = sub.add_parser(
+      'report', help='rebuild report.md and plots from results.jsonl and suite.json'
+  )
+  report.add_argument('results', help='results directory (written by jaxadapt bench)')
 
   export = sub.add_parser('export', help="write a workdir's parameters to .npz/.safetensors")
   export.add_argument('--workdir', required=True)
@@ -95,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   except KeyboardInterrupt:
     print('jaxadapt: interrupted', file=sys.stderr)
     return 130
-  except (ValueError, FileNotFoundError, PermissionError) as e:
+  except UserError as e:
     if os.environ.get('JAXADAPT_DEBUG'):
       raise
     message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -140,12 +144,17 @@ def _run(args: argparse.Namespace, overrides: list[str]) -> int:
 
   _enable_compilation_cache()
   if args.command == 'train':
-    from jaxadapt import train
-
     config = config_lib.load_config(args.config, overrides)
     if args.distributed:
       _initialize_distributed()
-    train.train(config, args.workdir, quiet=args.quiet)
+    if config.adapt.fast_probe:
+      from jaxadapt import fast_probe
+
+      fast_probe.run(config, args.workdir, quiet=args.quiet)
+    else:
+      from jaxadapt import train
+
+      train.train(config, args.workdir, quiet=args.quiet)
     return 0
   if args.command == 'perf':
     import json
@@ -159,13 +168,9 @@ def _run(args: argparse.Namespace, overrides: list[str]) -> int:
         json.dump(rows, f, indent=1)
     return 0
   if args.command == 'bench':
-    from jaxadapt.bench import runlist, runner
+    from jaxadapt.bench import runlist
 
-    path, _, arg = args.suite.partition(':')
-    if runlist.is_runlist(runner.load_module_suite(path, arg)):
-      runlist.run_suite(args.suite, args.out, quick=args.quick)
-    else:
-      runner.run_suite(args.suite, args.out, quick=args.quick)
+    runlist.run_suite(args.suite, args.out, quick=args.quick)
     _print_report(args.out)
     return 0
   if args.command == 'report':
@@ -183,15 +188,11 @@ def _run(args: argparse.Namespace, overrides: list[str]) -> int:
 
 
 def _print_report(results_dir: str) -> None:
-  from jaxadapt.bench import repro_report, report
+  from jaxadapt.bench import reports
 
-  if repro_report.is_repro_results(results_dir):
-    text, plots = repro_report.write_report(results_dir)
-    print(text)
-  else:
-    text, plots = report.write_report(results_dir)
-    print(report.terminal_table(report.load_results(os.path.join(results_dir, 'results.jsonl'))))
-  print(f"report: {os.path.join(results_dir, 'report.md')}\nplots: {', '.join(plots)}")
+  report = reports.write_report(results_dir)
+  print(report.summary)
+  print(f"report: {os.path.join(results_dir, 'report.md')}\nplots: {', '.join(report.plots)}")
 
 
 if __name__ == '__main__':

@@ -18,11 +18,8 @@ from jaxadapt.errors import UserError
 METHODS = ('scratch', 'linear_probe', 'partial_ft', 'full_ft', 'lora', 'bitfit')
 
 
-class MethodError(UserError, ValueError):
-  """A method that cannot apply to this model or these arguments.
-
-  (Also a ValueError until the CLI catches UserError.)
-  """
+class MethodError(UserError):
+  """An unknown method or an argument the model cannot honour."""
 
 
 def under(prefix: str) -> str:

@@ -6,7 +6,7 @@ import pathlib
 
 import numpy as np
 
-from jaxadapt import checkpoint, cli, data, partition, sharding, train as train_lib
+from jaxadapt import checkpoint, cli, data, experiment, param_tree, sharding
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PRETRAIN_SMOKE = str(ROOT / 'configs/fashion_mnist/pretrain.py') + ':smoke'
@@ -44,7 +44,7 @@ def upstream_cnn(tmp_path_factory):
 
 def host_flat(params) -> dict:
   """{'a/b': numpy array} of a parameter tree."""
-  return {k: np.asarray(v) for k, v in partition.flatten(params).items()}
+  return {k: np.asarray(v) for k, v in param_tree.flatten(params).items()}
 
 
 def upstream_flat(path) -> dict:
@@ -60,4 +60,4 @@ def build_experiment(config, total_steps=6):
   """The trainer's model, initial parameters and rules for `config`, without training."""
   mesh = sharding.make_mesh(config.mesh)
   info = data.dataset_info(config.dataset)
-  return train_lib.build(config, mesh, info, total_steps)
+  return experiment.build(config, mesh, info, total_steps)

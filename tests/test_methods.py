@@ -10,8 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxadapt import checkpoint, cli, config as config_lib, methods, models, partition, presets
-from jaxadapt import step as step_lib, train as train_lib
+from jaxadapt import checkpoint, cli, config as config_lib, cost, methods, models, param_tree
+from jaxadapt import path_rules, presets, step as step_lib
 from jaxadapt.metrics import read_metrics
 from jaxadapt.models import Blocks, ModelSpec
 from jaxadapt.models.common import zeros
@@ -39,7 +39,7 @@ def upstream_file(tmp_path_factory, model):
     rng = np.random.default_rng(42)
     flat = {
         k: ((1.0 if k.endswith('scale') else 0.0) + rng.normal(0, 0.1, v.shape)).astype(v.dtype)
-        for k, v in partition.flatten(shapes['params']).items()
+        for k, v in param_tree.flatten(shapes['params']).items()
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, **flat)
@@ -143,9 +143,9 @@ def test_optimizer_state_holds_nothing_for_frozen_parameters():
       config.init.checkpoint = None  # shapes only: no checkpoint needed
     exp = build_experiment(config)
     state = jax.eval_shape(lambda p: step_lib.init_state(p, exp.tx), exp.params)
-    flat = partition.flatten(exp.params)
+    flat = param_tree.flatten(exp.params)
     n_train = sum(v.size for p, v in flat.items() if exp.trainable[p])
-    return train_lib.tree_bytes(state.opt_state), n_train, sum(v.size for v in flat.values())
+    return cost.tree_bytes(state.opt_state), n_train, sum(v.size for v in flat.values())
 
   probe_bytes, probe_train, total = opt_bytes('linear_probe')
   full_bytes, full_train, _ = opt_bytes('full_ft')
@@ -247,8 +247,8 @@ def test_adaptation_methods_cover_the_mnist1d_models(model, method, trainable):
     methods.apply(config, method)
   net = models.build_model(model, 10, **config.model.kwargs)
   params = net.init(jax.random.PRNGKey(0), jnp.zeros((2, 40, 1)))['params']
-  paths = list(partition.flatten(params))
-  decided = partition.match(config.adapt.trainable, paths, 'adapt.trainable')
+  paths = list(param_tree.flatten(params))
+  decided = path_rules.match(config.adapt.trainable, paths, 'adapt.trainable')
   got = {p for p, v in decided.items() if v == 'train'}
   assert got == (set(paths) if trainable is None else trainable)
 
@@ -323,7 +323,7 @@ def toy_upstream(tmp_path_factory):
   net = Toy(num_classes=3, **TOY_SPEC.smoke)
   shapes = jax.eval_shape(net.init, jax.random.key(0), jnp.zeros((1, 28, 28, 1)))['params']
   rng = np.random.default_rng(0)
-  flat = partition.flatten(shapes)
+  flat = param_tree.flatten(shapes)
   np.savez(path, **{k: rng.normal(0, 0.3, v.shape).astype(v.dtype) for k, v in flat.items()})
   return path
 

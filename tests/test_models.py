@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from flax.traverse_util import flatten_dict
 
-from jaxadapt import models, partition
+from jaxadapt import models, param_tree
 from jaxadapt.models import ModelError, build_model
 
 X = jnp.ones((2, 28, 28, 1), jnp.float32)
@@ -35,7 +35,7 @@ def paths(params):
   return {'/'.join(k): v for k, v in flatten_dict(params).items()}
 
 
-@pytest.mark.parametrize('name', list(SMALL))  # MNIST-1D models: tests/test_mnist1d.py
+@pytest.mark.parametrize('name', list(SMALL))  # MNIST-1D models: further below
 def test_shapes_and_no_mutable_state(name):
   model, v = init_shapes(name)
   assert set(v) == {'params'}
@@ -210,7 +210,7 @@ def test_parameter_paths():
   def paths(name, **kwargs):
     model = build_model(name, 10, **kwargs)
     return set(
-        partition.flatten(
+        param_tree.flatten(
             jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 40, 1)))['params']
         )
     )
@@ -286,7 +286,7 @@ def registry_params(name, **kwargs):
   """Parameter shapes of registry model `name`, initialised on its kind of input."""
   x = jnp.zeros((1, *EXAMPLE[models.get_spec(name).input_kind]))
   net = build_model(name, 10, **kwargs)
-  return partition.flatten(jax.eval_shape(net.init, jax.random.key(0), x)['params'])
+  return param_tree.flatten(jax.eval_shape(net.init, jax.random.key(0), x)['params'])
 
 
 def under(prefix, path):

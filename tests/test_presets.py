@@ -6,7 +6,7 @@ import pathlib
 
 import pytest
 
-from jaxadapt import cli, config as config_lib, models, presets
+from jaxadapt import cli, config as config_lib, data, models, presets
 
 from shared_runs import build_experiment
 
@@ -49,9 +49,9 @@ def test_dataset_argument_selects_the_preset(method, dataset):
 def test_dataset_presets_give_the_downstream_task(dataset, num_classes, input_shape):
   # Builder metadata only: no data is prepared or downloaded.
   c = method_config('linear_probe', f'dataset={dataset},smoke', ['--config.init.checkpoint='])
-  exp = build_experiment(c)
-  assert exp.input_shape == input_shape
-  assert exp.params['head']['kernel'].shape[-1] == num_classes
+  info = data.dataset_info(c.dataset)
+  assert data.output_shape(c.preprocess.train, info['image_shape']) == input_shape
+  assert build_experiment(c).params['head']['kernel'].shape[-1] == num_classes
 
 
 def test_unknown_dataset_is_one_line_before_anything_is_written(tmp_path, capsys):

@@ -46,9 +46,10 @@ import flax.linen as nn
 
 from . import cnn, resnet, small, vit
 from .cnn import CNN
+from .common import ModelError
 from .resnet import ResNet
 from .small import CNN1D, GRU, MLP, Linear
-from .spec import INPUT_KINDS, Blocks, ModelError, ModelSpec
+from .spec import INPUT_KINDS, Blocks, ModelSpec
 from .vit import ViT
 
 REGISTRY: dict[str, ModelSpec] = {

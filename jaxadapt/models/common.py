@@ -3,8 +3,12 @@
 import math
 
 import flax.linen as nn
+from jaxadapt.errors import UserError
 
-from .spec import ModelError
+
+class ModelError(UserError):
+  """A model name or option that does not exist or does not fit."""
+
 
 # ReLU nets train best from He init; zeros for the head so a fresh head starts
 # from uniform predictions and does not disturb pretrained features.

@@ -4,8 +4,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from .common import he_init, num_groups, zeros
-from .spec import Blocks, ModelError, ModelSpec
+from .common import ModelError, he_init, num_groups, zeros
+from .spec import Blocks, ModelSpec
 
 # depth -> (blocks per stage, bottleneck?)
 STAGE_SIZES = {

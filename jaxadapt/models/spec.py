@@ -22,14 +22,8 @@ from typing import Any, Callable, Mapping, NamedTuple
 
 import flax.linen as nn
 
-from jaxadapt.errors import UserError
-
 # One example's layout: 'image' [H, W, C] floats, 'sequence' [L, C] floats, 'tokens' [L] ids.
 INPUT_KINDS = ('image', 'sequence', 'tokens')
-
-
-class ModelError(UserError, ValueError):
-  """An unknown model name or option. (Also a ValueError until the CLI catches UserError.)"""
 
 
 class Blocks(NamedTuple):

@@ -4,8 +4,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from .common import zeros
-from .spec import Blocks, ModelError, ModelSpec
+from .common import ModelError, zeros
+from .spec import Blocks, ModelSpec
 
 dense_init = nn.initializers.xavier_uniform()
 

@@ -1,73 +1,67 @@
-"""Turns a bench's `results.jsonl` into tables (markdown, terminal) and plots.
+"""Adaptation report: one table per downstream task of every method's accuracy, data and cost.
 
-Every output is a pure function of the records: rows and columns are sorted,
-floats are averaged in seed order and nothing time-dependent is written, so
-the same results file always gives a byte-identical `report.md`.
+Reads the runs of a matrix suite (tags task, method, size, seed; the pretraining run has task
+`upstream`). Methods are listed in the suite's order (suite.json `methods`). Every output is a
+pure function of the records: rows and columns are sorted, floats are averaged in seed order
+and nothing time-dependent is written, so the same results file always gives a byte-identical
+report.md.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-METHOD_ORDER = (
-    'scratch',
-    'linear_probe',
-    'linear_probe_fast',
-    'partial_ft',
-    'full_ft',
-    'lora',
-    'bitfit',
-    'student_alone',
-    'distill',
-)
+from jaxadapt.bench import results
+from jaxadapt.bench.reports import common
+from jaxadapt.errors import UserError
+
 UPSTREAM_TASK = 'upstream'
-_REQUIRED = ('task', 'method', 'examples_per_class', 'seed', 'test_accuracy')
+TAGS = ('task', 'method', 'size', 'seed')
 
 
-def load_results(path: str | os.PathLike) -> list[dict]:
-  """Reads one JSON object per line; blank lines are skipped."""
-  records = []
-  with open(path, encoding='utf-8') as f:
-    for lineno, line in enumerate(f, start=1):
-      if not line.strip():
-        continue
-      try:
-        record = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise ValueError(f'{path}:{lineno}: malformed JSON ({e.msg})') from None
-      if not isinstance(record, dict):
-        raise ValueError(f'{path}:{lineno}: expected a JSON object, got {type(record).__name__}')
-      missing = [k for k in _REQUIRED if k not in record]
-      if missing:
-        raise ValueError(f'{path}:{lineno}: record lacks {", ".join(missing)}')
-      records.append(record)
-  return records
+def write(records: list[dict], meta: dict, out: str) -> common.Report:
+  """report.md (tables, then the plots) and the terminal table of a matrix suite's runs."""
+  methods = meta.get('methods', ())
+  paths = plots(records, out, methods)
+  text = markdown(records, methods)
+  if paths:
+    text += '\n## Plots\n\n' + ''.join(
+        f'![{os.path.basename(p)[:-4].replace("_", " ")}]({os.path.basename(p)})\n\n' for p in paths
+    )
+    text = text.rstrip('\n') + '\n'
+  return common.Report(text, paths, terminal_table(records, methods))
 
 
-def latest(records: Iterable[dict]) -> list[dict]:
-  """One record per cell: a cell run twice (a resumed bench) keeps its last record."""
-  by_cell: dict[Any, dict] = {}
-  for r in records:
-    key = r.get('cell') or (r['task'], r['method'], r['examples_per_class'], r['seed'])
-    by_cell.pop(key, None)  # re-insert so the dict order follows the last occurrence
-    by_cell[key] = r
-  return list(by_cell.values())
+def _upstream(records: Iterable[dict]) -> list[dict]:
+  return [r for r in records if r.get('tags', {}).get('task') == UPSTREAM_TASK]
 
 
 def _adaptation_runs(records: Iterable[dict]) -> list[dict]:
-  """The latest record of every cell but the upstream run."""
-  return latest(r for r in records if r['task'] != UPSTREAM_TASK)
+  """Every run but the upstream one, its tags flattened into it (size as examples_per_class)."""
+  runs = []
+  for r in results.latest(records):  # a run recorded twice (a resumed bench) counts once
+    tags = r.get('tags', {})
+    if tags.get('task') == UPSTREAM_TASK:
+      continue
+    missing = [f'tag {t}' for t in TAGS if t not in tags]
+    missing += ['test_accuracy (a test split)'] if r.get('test_accuracy') is None else []
+    if missing:
+      raise UserError(
+          f"run '{r['cell']}' lacks {', '.join(missing)}; the adaptation report reads tags "
+          f"{', '.join(TAGS)} (task '{UPSTREAM_TASK}' for the pretraining run) and test_accuracy"
+      )
+    runs.append(dict(r, **{k: tags[k] for k in TAGS}, examples_per_class=int(tags['size'])))
+  return runs
 
 
-def _method_key(method: str) -> tuple[int, str]:
-  if method in METHOD_ORDER:
-    return METHOD_ORDER.index(method), ''
-  return len(METHOD_ORDER), method
+def _method_key(order: Sequence[str]) -> Callable[[str], tuple[int, str]]:
+  """Sorts methods in the suite's order; methods it does not list come last, by name."""
+  index = {m: i for i, m in enumerate(order)}
+  return lambda method: (index.get(method, len(index)), '' if method in index else method)
 
 
 def _size_key(size: int) -> tuple[bool, int]:
@@ -79,13 +73,17 @@ def _mean(rs: list[dict], key: str) -> float:
   return float(np.mean(values)) if values else math.nan
 
 
-def aggregate(records: Iterable[dict]) -> list[dict]:
-  """One row per (task, method, examples_per_class): seed means (and accuracy std)."""
+def aggregate(records: Iterable[dict], methods: Sequence[str] = ()) -> list[dict]:
+  """One row per (task, method, examples_per_class): seed means (and accuracy std).
+
+  Rows are sorted by task, then method in the order `methods` lists them, then data size.
+  """
   groups: dict[tuple, list[dict]] = {}
   for r in _adaptation_runs(records):
-    groups.setdefault((r['task'], r['method'], int(r['examples_per_class'])), []).append(r)
+    groups.setdefault((r['task'], r['method'], r['examples_per_class']), []).append(r)
   rows = []
-  for key in sorted(groups, key=lambda k: (k[0], _method_key(k[1]), _size_key(k[2]))):
+  method_key = _method_key(methods)
+  for key in sorted(groups, key=lambda k: (k[0], method_key(k[1]), _size_key(k[2]))):
     task, method, size = key
     rs = sorted(groups[key], key=lambda r: r['seed'])  # fixed summation order
     acc = np.array([float(r['test_accuracy']) for r in rs])
@@ -154,21 +152,23 @@ def _fmt_seconds(x: float) -> str:
   return f'{x:.1f} s' if math.isfinite(x) else '-'
 
 
-def _task_tables(records: Iterable[dict], threshold: float) -> dict[str, dict]:
+def _task_tables(
+    records: Iterable[dict], methods: Sequence[str], threshold: float
+) -> dict[str, dict]:
   """Per task: its sizes, best mean accuracy and one summary row per method."""
   by_task: dict[str, dict[str, dict[int, dict]]] = {}
-  for row in aggregate(records):
+  for row in aggregate(records, methods):
     by_task.setdefault(row['task'], {}).setdefault(row['method'], {})[
         row['examples_per_class']
     ] = row
   tables = {}
   for task in sorted(by_task):
-    methods = by_task[task]
-    sizes = sorted({s for cells in methods.values() for s in cells}, key=_size_key)
-    best = max(c['test_accuracy_mean'] for cells in methods.values() for c in cells.values())
+    by_method = by_task[task]
+    sizes = sorted({s for cells in by_method.values() for s in cells}, key=_size_key)
+    best = max(c['test_accuracy_mean'] for cells in by_method.values() for c in cells.values())
     rows = []
-    for method in sorted(methods, key=_method_key):
-      cells = methods[method]
+    for method in sorted(by_method, key=_method_key(methods)):
+      cells = by_method[method]
       own_sizes = sorted(cells, key=_size_key)
       reached = [s for s in own_sizes if cells[s]['test_accuracy_mean'] >= threshold * best]
       largest = cells[own_sizes[-1]]  # costs are quoted at the method's largest data size
@@ -192,26 +192,24 @@ def _fmt_acc(cell: dict | None, sep: str = ' ± ') -> str:
 
 
 def _upstream_lines(records: Iterable[dict]) -> list[str]:
-  ups = sorted(
-      (r for r in records if r['task'] == UPSTREAM_TASK),
-      key=lambda r: (str(r.get('method')), r.get('seed', 0)),
-  )
+  seed = lambda r: r['tags'].get('seed', r.get('config', {}).get('seed', '?'))
+  ups = sorted(_upstream(records), key=lambda r: (str(r['tags'].get('method')), str(seed(r))))
   if not ups:
     return ['Upstream pre-training: no record in this results file.']
   return [
-      f"Upstream pre-training (`{r['method']}`, model {r.get('model', '?')}, seed "
-      f"{r.get('seed', '?')}): test accuracy {100 * float(r['test_accuracy']):.1f}%, "
+      f"Upstream pre-training (`{r['tags'].get('method', '?')}`, model {r.get('model', '?')}, "
+      f"seed {seed(r)}): test accuracy {100 * float(r['test_accuracy']):.1f}%, "
       f"{_fmt_seconds(float(r.get('wall_seconds', math.nan)))} wall time."
       for r in ups
   ]
 
 
-def markdown(records: Iterable[dict], threshold: float = 0.9) -> str:
+def markdown(records: Iterable[dict], methods: Sequence[str] = (), threshold: float = 0.9) -> str:
   """The report: a header paragraph, then one table per task."""
   records = list(records)
   runs = _adaptation_runs(records)
   seeds = sorted({r['seed'] for r in runs})
-  tables = _task_tables(runs, threshold)
+  tables = _task_tables(runs, methods, threshold)
   out = [
       '# Adaptation benchmark',
       '',
@@ -268,9 +266,11 @@ def markdown(records: Iterable[dict], threshold: float = 0.9) -> str:
   return '\n'.join(out) + '\n'
 
 
-def terminal_table(records: Iterable[dict], threshold: float = 0.9) -> str:
+def terminal_table(
+    records: Iterable[dict], methods: Sequence[str] = (), threshold: float = 0.9
+) -> str:
   """A compact fixed-width table (all tasks) to print at the end of a bench run."""
-  tables = _task_tables(records, threshold)
+  tables = _task_tables(records, methods, threshold)
   sizes = sorted({s for t in tables.values() for s in t['sizes']}, key=_size_key)
   lines = [['task', 'method', 'data needed'] + [f'acc@{_size_label(s)}' for s in sizes]]
   for task, table in tables.items():
@@ -290,17 +290,16 @@ def terminal_table(records: Iterable[dict], threshold: float = 0.9) -> str:
   return '\n'.join(text) + '\n'
 
 
-def plots(records: Iterable[dict], out_dir: str | os.PathLike) -> list[str]:
+def plots(
+    records: Iterable[dict], out_dir: str | os.PathLike, methods: Sequence[str] = ()
+) -> list[str]:
   """Writes accuracy_vs_data.png and accuracy_vs_flops.png; returns their paths."""
-  # Imported here so `import report` stays cheap; Figure + Agg canvas avoids pyplot's global state.
-  from matplotlib.backends.backend_agg import FigureCanvasAgg
-  from matplotlib.figure import Figure
-
-  rows = aggregate(records)
+  rows = aggregate(records, methods)
   if not rows:
     return []
+  method_key = _method_key(methods)
   tasks = sorted({r['task'] for r in rows})
-  methods = sorted({r['method'] for r in rows}, key=_method_key)
+  methods = sorted({r['method'] for r in rows}, key=method_key)
   colour = {m: f'C{i % 10}' for i, m in enumerate(methods)}  # same colour in every subplot
   finite = [r['examples_per_class'] for r in rows if r['examples_per_class'] > 0]
   all_x = 2 * max(finite) if finite else 1  # where "all" (size 0) sits on the log axis
@@ -312,8 +311,7 @@ def plots(records: Iterable[dict], out_dir: str | os.PathLike) -> list[str]:
     )
 
   def new_figure() -> tuple[Any, list]:
-    fig = Figure(figsize=(5.5 * len(tasks) + 2, 4.5), dpi=120)
-    FigureCanvasAgg(fig)
+    fig = common.figure(5.5 * len(tasks) + 2, 4.5)
     axes = list(fig.subplots(1, len(tasks), squeeze=False)[0])
     for ax in axes:  # log scale first: setting it later would reset custom ticks
       ax.set_xscale('log')
@@ -331,7 +329,7 @@ def plots(records: Iterable[dict], out_dir: str | os.PathLike) -> list[str]:
       for h, l in zip(*ax.get_legend_handles_labels()):
         if l not in labels:
           handles, labels = handles + [h], labels + [l]
-    order = sorted(range(len(labels)), key=lambda i: _method_key(labels[i]))
+    order = sorted(range(len(labels)), key=lambda i: method_key(labels[i]))
     fig.legend(
         [handles[i] for i in order],
         [labels[i] for i in order],
@@ -343,9 +341,7 @@ def plots(records: Iterable[dict], out_dir: str | os.PathLike) -> list[str]:
     fig.subplots_adjust(
         left=0.07, right=1 - 1.9 / fig.get_figwidth(), bottom=0.14, top=0.86, wspace=0.25
     )
-    path = os.path.join(os.fspath(out_dir), name)
-    fig.savefig(path, dpi=120, metadata={'Software': None})  # no version string: stable bytes
-    return path
+    return common.save(fig, os.fspath(out_dir), name)
 
   os.makedirs(out_dir, exist_ok=True)
   fig, axes = new_figure()
@@ -387,18 +383,3 @@ def plots(records: Iterable[dict], out_dir: str | os.PathLike) -> list[str]:
       )
   )
   return paths
-
-
-def write_report(results_dir: str | os.PathLike) -> tuple[str, list[str]]:
-  """Reads <dir>/results.jsonl; writes <dir>/report.md and the plots next to it."""
-  records = load_results(os.path.join(os.fspath(results_dir), 'results.jsonl'))
-  paths = plots(records, results_dir)
-  text = markdown(records)
-  if paths:
-    text += '\n## Plots\n\n' + ''.join(
-        f'![{os.path.basename(p)[:-4].replace("_", " ")}]({os.path.basename(p)})\n\n' for p in paths
-    )
-    text = text.rstrip('\n') + '\n'
-  with open(os.path.join(os.fspath(results_dir), 'report.md'), 'w', encoding='utf-8') as f:
-    f.write(text)
-  return text, paths

@@ -1,10 +1,17 @@
-"""The bench report: loading, aggregation, `data needed`, markdown, plots."""
+"""The adaptation report: aggregation, method order, `data needed`, markdown, plots."""
 
 import json
+import pathlib
 
 import pytest
 
-from jaxadapt.bench import report
+from jaxadapt.bench import reports
+from jaxadapt.bench.reports import adaptation as report
+from jaxadapt.errors import UserError
+
+GOLDEN = pathlib.Path(__file__).parent / 'golden'
+# The suite's method order (suite.json `methods`): the order rows and legends follow.
+METHODS = ('scratch', 'linear_probe', 'full_ft', 'lora', 'distill')
 
 # acc[task][method][examples_per_class] = (seed 0, seed 1) test accuracies.
 ACC = {
@@ -34,10 +41,7 @@ def _record(task, method, size, seed, acc):
   step_flops = 2.5e8 if method == 'lora' else 1e9
   return {
       'cell': f'{task}/{method}/{size}/{seed}',
-      'task': task,
-      'method': method,
-      'examples_per_class': size,
-      'seed': seed,
+      'tags': {'task': task, 'method': method, 'size': size, 'seed': seed},
       'test_accuracy': acc,
       'val_accuracy': acc,
       'trainable_params': TRAINABLE[method],
@@ -58,11 +62,9 @@ def _record(task, method, size, seed, acc):
 def _records():
   out = [
       {
-          'cell': 'upstream/pretrain/0/0',
-          'task': 'upstream',
-          'method': 'pretrain',
-          'examples_per_class': 0,
-          'seed': 0,
+          'cell': 'upstream',
+          'tags': {'task': 'upstream', 'method': 'pretrain'},
+          'config': {'seed': 0},
           'test_accuracy': 0.934,
           'wall_seconds': 41.25,
           'model': 'cnn',
@@ -83,7 +85,8 @@ def _records():
 def results_dir(tmp_path):
   with open(tmp_path / 'results.jsonl', 'w') as f:
     for r in _records():
-      f.write(json.dumps(r) + '\n\n')  # blank lines are allowed
+      f.write(json.dumps(r) + '\n')
+  (tmp_path / 'suite.json').write_text(json.dumps({'report': 'adaptation', 'methods': METHODS}))
   return tmp_path
 
 
@@ -94,23 +97,8 @@ def _row(rows, task, method, size):
   return row
 
 
-def test_load_skips_blank_lines(results_dir):
-  assert len(report.load_results(results_dir / 'results.jsonl')) == len(_records())
-
-
-def test_malformed_line_names_line_and_file(tmp_path):
-  path = tmp_path / 'results.jsonl'
-  good = json.dumps(_records()[1])
-  path.write_text(f'{good}\n\n{good}\n{{"task": "related", oops\n')
-  with pytest.raises(ValueError, match=r'results\.jsonl:4:'):
-    report.load_results(path)
-  path.write_text(f'{good}\n[1, 2]\n')
-  with pytest.raises(ValueError, match=r':2:'):
-    report.load_results(path)
-
-
 def test_aggregate_means_and_population_std():
-  rows = report.aggregate(_records())
+  rows = report.aggregate(_records(), METHODS)
   scratch = _row(rows, 'related', 'scratch', 1)
   assert scratch['test_accuracy_mean'] == pytest.approx(0.35)
   assert scratch['test_accuracy_std'] == pytest.approx(0.05)  # ddof=0
@@ -134,13 +122,13 @@ def test_aggregate_means_and_population_std():
 
 
 def test_upstream_excluded_and_rerun_cell_keeps_last():
-  rows = report.aggregate(_records() + [_record('related', 'lora', 1, 0, 0.10)])
+  rows = report.aggregate(_records() + [_record('related', 'lora', 1, 0, 0.10)], METHODS)
   assert all(r['task'] != 'upstream' for r in rows)
   assert _row(rows, 'related', 'lora', 1)['test_accuracy_mean'] == pytest.approx(0.47)
 
 
 def test_data_needed():
-  text = report.terminal_table(_records())
+  text = report.terminal_table(_records(), METHODS)
   needed = {
       tuple(line.split()[:2]): line.split()[2] + (' reached' if 'not reached' in line else '')
       for line in text.splitlines()[2:]
@@ -155,11 +143,11 @@ def test_data_needed():
       ('unrelated', 'distill'): 'not reached',
   }
   # A lower threshold lets the linear probe qualify at one example per class (0.65 >= 0.7 * 0.91).
-  assert '| linear_probe | pre-trained | 1 |' in report.markdown(_records(), threshold=0.7)
+  assert '| linear_probe | pre-trained | 1 |' in report.markdown(_records(), METHODS, threshold=0.7)
 
 
 def test_markdown_rows_and_header():
-  text = report.markdown(_records())
+  text = report.markdown(_records(), METHODS)
   assert (
       '| method | model used | data needed | compute | time | trainable | optimizer state '
       '| 1 | 10 | all |'
@@ -193,28 +181,50 @@ def test_formatters():
 
 
 def test_write_report_deterministic_with_plots(results_dir):
-  text, paths = report.write_report(results_dir)
-  assert sorted(p.rsplit('/', 1)[-1] for p in paths) == [
+  first = reports.write_report(results_dir)
+  assert sorted(p.rsplit('/', 1)[-1] for p in first.plots) == [
       'accuracy_vs_data.png',
       'accuracy_vs_flops.png',
   ]
   pngs = {}
-  for p in paths:
+  for p in first.plots:
     with open(p, 'rb') as f:
       pngs[p] = f.read()
     assert pngs[p].startswith(b'\x89PNG') and len(pngs[p]) > 1000
-  assert (results_dir / 'report.md').read_text() == text
-  assert '![accuracy vs data](accuracy_vs_data.png)' in text
-  first = (results_dir / 'report.md').read_bytes()
-  text2, paths2 = report.write_report(results_dir)
-  assert text2 == text and (results_dir / 'report.md').read_bytes() == first
-  for p in paths2:
+  assert (results_dir / 'report.md').read_text() == first.markdown
+  assert '![accuracy vs data](accuracy_vs_data.png)' in first.markdown
+  again = reports.write_report(results_dir)
+  assert again.markdown == first.markdown
+  for p in again.plots:
     with open(p, 'rb') as f:
       assert f.read() == pngs[p]
 
 
+def test_report_and_terminal_table_are_the_golden_ones(results_dir):
+  # Written from these records by the code before the report registry (tests/golden/README.md).
+  report_ = reports.write_report(results_dir)
+  assert report_.markdown == (GOLDEN / 'adaptation_report.md').read_text()
+  assert report_.summary == (GOLDEN / 'adaptation_terminal.txt').read_text()
+
+
+def test_methods_follow_the_suite_order_and_unlisted_ones_come_last():
+  order = ('lora', 'scratch')  # a suite listing lora first
+  rows = report.aggregate(_records(), order)
+  related = list(dict.fromkeys(r['method'] for r in rows if r['task'] == 'related'))
+  assert related == ['lora', 'scratch', 'full_ft', 'linear_probe']  # then by name
+
+
+def test_run_without_the_tags_it_needs_names_the_run():
+  bad = dict(_record('related', 'lora', 1, 0, 0.5), cell='mystery', tags={'task': 'related'})
+  with pytest.raises(UserError, match="run 'mystery' lacks tag method, tag size, tag seed"):
+    report.aggregate([bad])
+  untagged = {k: v for k, v in bad.items() if k != 'tags'}  # a record written before tags
+  with pytest.raises(UserError, match="run 'mystery' lacks tag task, tag method"):
+    report.aggregate([untagged])
+
+
 def test_terminal_table_shape():
-  lines = report.terminal_table(_records()).splitlines()
+  lines = report.terminal_table(_records(), METHODS).splitlines()
   assert lines[0].split() == ['task', 'method', 'data', 'needed', 'acc@1', 'acc@10', 'acc@all']
   assert set(lines[1]) == {'-'} and len(lines) == 2 + 7
   assert '35.0±5.0' in lines[2]

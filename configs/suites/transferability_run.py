@@ -3,12 +3,13 @@ r"""One run of Yosinski et al. 2014 ("How transferable are features in deep neur
 An 8-weight-layer CNN (6 conv + dense + head, the depth of the paper's network)
 on half of Fashion-MNIST's classes (`--config.dataset.classes=(...)`):
 
-  transferability.py                           baseX: trained from scratch on X
-  transferability.py:base=DIR,n=3              XnB: layers 1..3 copied from DIR and frozen,
-                                               layers 4..8 re-initialised and trained on B
-  transferability.py:base=DIR,n=3,fine_tune    XnB+: the copied layers are fine-tuned too
+  transferability_run.py                         baseX: trained from scratch on X
+  transferability_run.py:base=DIR,n=3            XnB: layers 1..3 copied from DIR and frozen,
+                                                 layers 4..8 re-initialised and trained on B
+  transferability_run.py:base=DIR,n=3,fine_tune  XnB+: the copied layers are fine-tuned too
 
-configs/suites/transferability.py runs the whole experiment (baseA, baseB,
+It is a config (`jaxadapt train --config ...`), not a suite: the suite beside it,
+configs/suites/transferability.py, runs the whole experiment (baseA, baseB,
 BnB, BnB+, AnB, AnB+ for n = 1..7 and several class splits).
 """
 

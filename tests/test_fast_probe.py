@@ -1,4 +1,4 @@
-"""The linear probe's fast path (jaxadapt/probe.py) through the CLI: ridge and softmax heads
+"""The linear probe's fast path (jaxadapt/fast_probe.py, probe.py) through the CLI: ridge and softmax heads
 on cached backbone features, the backbone left bitwise as pretrained."""
 
 import pathlib
@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxadapt import checkpoint, cli, config as config_lib, data, partition
+from jaxadapt import checkpoint, cli, config as config_lib, data, param_tree
 from jaxadapt.metrics import read_metrics
 
 from shared_runs import build_experiment, host_flat, upstream_cnn, upstream_flat
@@ -49,6 +49,6 @@ def test_fast_probe_writes_metrics_and_keeps_backbone(tmp_path_factory, tmp_path
   exp = build_experiment(config)
   test = data.load_split(config.dataset, config.dataset.test_split)
   images = exp.preprocess_eval(test['image'], jax.random.key(0), False)
-  logits = np.asarray(exp.forward(partition.unflatten(params), images))
+  logits = np.asarray(exp.forward(param_tree.unflatten(params), images))
   # (one example of slack: numpy and XLA may break a near-tie differently)
   assert np.mean(logits.argmax(-1) == test['label']) == pytest.approx(acc[0], abs=1.5 / 256)
