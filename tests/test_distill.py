@@ -12,6 +12,7 @@ from jaxadapt.metrics import read_metrics
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / 'configs/fashion_mnist'
+METHODS = ROOT / 'configs/methods'
 
 
 def test_kl_is_zero_for_equal_logits_and_positive_otherwise():
@@ -72,7 +73,7 @@ def test_distill_run_leaves_teacher_untouched_and_student_clean(teacher, tmp_pat
   before = param_tree.flatten(checkpoint.restore_params(teacher))
   wd = tmp_path / 'student'
   assert (
-      _train('--config', f'{CONFIGS}/distill.py:smoke,teacher={teacher}', '--workdir', str(wd)) == 0
+      _train('--config', f'{METHODS}/distill.py:smoke,teacher={teacher}', '--workdir', str(wd)) == 0
   )
   after = param_tree.flatten(checkpoint.restore_params(teacher))
   assert all(np.array_equal(before[k], after[k]) for k in before)
@@ -88,7 +89,7 @@ def test_cached_logits_run(teacher, tmp_path):
   assert (
       _train(
           '--config',
-          f'{CONFIGS}/distill.py:smoke,teacher={teacher}',
+          f'{METHODS}/distill.py:smoke,teacher={teacher}',
           '--workdir',
           str(tmp_path / 's'),
           '--config.distill.cache_logits=True',
@@ -108,7 +109,7 @@ def test_cached_logits_run(teacher, tmp_path):
 def test_cached_logits_refuse_augmentation(teacher, tmp_path, capsys, extra, message):
   code = _train(
       '--config',
-      f'{CONFIGS}/distill.py:smoke,teacher={teacher}',
+      f'{METHODS}/distill.py:smoke,teacher={teacher}',
       '--workdir',
       str(tmp_path / 's'),
       '--config.distill.cache_logits=True',
@@ -122,7 +123,7 @@ def test_teacher_with_other_class_count_is_an_error(tmp_path, capsys):
   assert _train('--config', f'{CONFIGS}/pretrain.py:smoke', '--workdir', str(upstream)) == 0
   capsys.readouterr()
   code = _train(
-      '--config', f'{CONFIGS}/distill.py:smoke,teacher={upstream}', '--workdir', str(tmp_path / 's')
+      '--config', f'{METHODS}/distill.py:smoke,teacher={upstream}', '--workdir', str(tmp_path / 's')
   )
   err = capsys.readouterr().err
   assert code == 2 and 'predicts 5 classes' in err and 'has 10' in err
@@ -132,7 +133,7 @@ def test_teacher_with_other_class_count_is_an_error(tmp_path, capsys):
 def test_missing_teacher_is_an_error(tmp_path, capsys):
   code = _train(
       '--config',
-      f'{CONFIGS}/distill.py:smoke,teacher={tmp_path}/nope',
+      f'{METHODS}/distill.py:smoke,teacher={tmp_path}/nope',
       '--workdir',
       str(tmp_path / 's'),
   )

@@ -20,7 +20,7 @@ ALPHA = 16.0
 
 
 def smoke_model(name, num_classes=5):
-  kwargs = {**presets.MODELS[name]['kwargs'], **presets.TINY[name]}
+  kwargs = {**presets.MODELS[name]['kwargs'], **models.get_spec(name).smoke}
   return models.build_model(presets.MODELS[name]['name'], num_classes, **kwargs)
 
 
@@ -172,7 +172,7 @@ def test_lora_rule_errors():
 @pytest.fixture(scope='module')
 def runs(tmp_path_factory):
   up = trained_run(tmp_path_factory, 'upstream_cnn', str(CONFIGS / 'pretrain.py') + ':smoke')
-  spec = str(CONFIGS / 'lora.py') + f':model=cnn,smoke,checkpoint={up}'
+  spec = str(ROOT / 'configs/methods/lora.py') + f':model=cnn,smoke,checkpoint={up}'
   return up, spec, trained_run(tmp_path_factory, 'lora_cnn', spec)
 
 

@@ -15,7 +15,7 @@ import ml_collections
 from jaxadapt import config as config_lib
 
 FM = 'configs/fashion_mnist'
-METHODS = 'configs/fashion_mnist'  # the method files are dataset-agnostic once overridden
+METHODS = 'configs/methods'  # the method files are dataset-agnostic once overridden
 PRETRAINED = 'init.checkpoint={run:upstream}'
 
 
@@ -55,7 +55,7 @@ def get_suite(arg=None):
   s.matrix = dict(
       tasks=[dict(name='related', overrides=('dataset.classes=(5, 6, 7, 8, 9)',))],
       methods=[
-          dict(name='scratch', config=method_config('scratch', 'model=resnet'), overrides=model),
+          dict(name='scratch', config=f'{FM}/scratch.py:model=resnet', overrides=model),
           dict(
               name='linear_probe_fast',
               config=method_config('linear_probe', 'model=resnet,fast=softmax'),

@@ -20,7 +20,7 @@ import ml_collections
 from jaxadapt import config as config_lib
 
 FM = 'configs/fashion_mnist'
-METHODS = 'configs/fashion_mnist'  # the method config files
+METHODS = 'configs/methods'  # the method config files
 PRETRAINED = 'init.checkpoint={run:upstream}'
 # The best big model trained on the same data: the full_ft run of the student's cell.
 TEACHER = "distill.teachers=('{run:{task}/full_ft/{size}/{seed}}',)"
@@ -68,7 +68,7 @@ def get_suite(arg=None):
       ),
   ]
   methods = [
-      dict(name='scratch', config=method_config('scratch'), overrides=model),
+      dict(name='scratch', config=f'{FM}/scratch.py', overrides=model),
       dict(
           name='linear_probe', config=method_config('linear_probe'), overrides=model + (PRETRAINED,)
       ),

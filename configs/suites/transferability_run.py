@@ -31,7 +31,7 @@ LAYERS = (
 
 def get_config(arg=None):
   arg = config_lib.parse_arg(arg, base='', n=0, fine_tune=False, smoke=False)
-  config = presets.fashion_mnist('cnn')
+  config = presets.task_config('fashion_mnist', 'cnn')
   config.model.kwargs.update(widths=(8, 16, 32), convs=2, dense=64, dropout=0.0, norm='none')
   config.dataset.classes = (0, 1, 2, 3, 4)
   config.dataset.examples_per_class = 1000  # 5,000 training images per half
@@ -55,7 +55,7 @@ def get_config(arg=None):
     if not arg.fine_tune and copied:
       config.adapt.trainable = ((f"({'|'.join(copied)})/.*", 'frozen'), ('.*', 'train'))
   if arg.smoke:
-    presets.smoke(config, 'cnn')
+    presets.smoke(config)
     config.model.kwargs.update(widths=(2, 4, 4), dense=8)
     config.dataset.val_split = ''
     config.eval_every = 0

@@ -1,4 +1,8 @@
-"""Model zoo: build a flax.linen classifier by name.
+"""Model zoo: build a flax.linen classifier by name; each entry describes itself.
+
+`REGISTRY` maps a name to the model's `ModelSpec` (jaxadapt/models/spec.py): the flax
+class, its input kind, its block prefixes in depth order, its default LoRA targets and
+its smoke size. Adding a model is one module (class + SPEC) and one line here.
 
 Models: ``cnn`` (CNN), ``resnet`` (GroupNorm ResNet), ``vit`` (ViT), and the
 MNIST-1D paper's ``linear``, ``mlp``, ``cnn1d``, ``gru`` (small.py). All share
@@ -40,40 +44,44 @@ import difflib
 
 import flax.linen as nn
 
+from . import cnn, resnet, small, vit
 from .cnn import CNN
 from .common import ModelError
 from .resnet import ResNet
 from .small import CNN1D, GRU, MLP, Linear
+from .spec import INPUT_KINDS, Blocks, ModelSpec
 from .vit import ViT
 
-_REGISTRY: dict[str, type[nn.Module]] = {
-    'cnn': CNN,
-    'resnet': ResNet,
-    'vit': ViT,
-    'linear': Linear,
-    'mlp': MLP,
-    'cnn1d': CNN1D,
-    'gru': GRU,
+REGISTRY: dict[str, ModelSpec] = {
+    'cnn': cnn.SPEC,
+    'resnet': resnet.SPEC,
+    'vit': vit.SPEC,
+    'linear': small.LINEAR_SPEC,
+    'mlp': small.MLP_SPEC,
+    'cnn1d': small.CNN1D_SPEC,
+    'gru': small.GRU_SPEC,
 }
-MODEL_NAMES: tuple[str, ...] = tuple(_REGISTRY)
 
 # Dataclass fields that are flax plumbing or set by build_model itself.
 _RESERVED = {'parent', 'name', 'num_classes'}
 
 
-def model_options(name: str) -> list[str]:
-  """Keyword arguments accepted by `build_model(name, ...)`."""
-  return [f.name for f in dataclasses.fields(_lookup(name)) if f.init and f.name not in _RESERVED]
-
-
-def _lookup(name: str) -> type[nn.Module]:
-  if name in _REGISTRY:
-    return _REGISTRY[name]
-  msg = f"unknown model {name!r}; choose one of: {', '.join(MODEL_NAMES)}"
-  close = difflib.get_close_matches(name, MODEL_NAMES, n=1)
+def get_spec(name: str) -> ModelSpec:
+  """The registry entry of model `name`; an unknown name suggests the nearest."""
+  if name in REGISTRY:
+    return REGISTRY[name]
+  names = list(REGISTRY)
+  msg = f"unknown model {name!r}; choose one of: {', '.join(names)}"
+  close = difflib.get_close_matches(name, names, n=1)
   if close:
     msg += f' (did you mean {close[0]!r}?)'
   raise ModelError(msg)
+
+
+def model_options(name: str) -> list[str]:
+  """Keyword arguments accepted by `build_model(name, ...)`."""
+  fields = dataclasses.fields(get_spec(name).module)
+  return [f.name for f in fields if f.init and f.name not in _RESERVED]
 
 
 def build_model(name: str, num_classes: int, **kwargs) -> nn.Module:
@@ -84,18 +92,30 @@ def build_model(name: str, num_classes: int, **kwargs) -> nn.Module:
       raise ModelError(
           f'unknown option {key!r} for model {name!r}; ' f"valid options: {', '.join(valid)}"
       )
-  return _lookup(name)(num_classes=num_classes, **kwargs)
+  return get_spec(name).module(num_classes=num_classes, **kwargs)
+
+
+def blocks(name: str, **kwargs) -> Blocks:
+  """Block prefixes of model `name` built with `kwargs` (its defaults fill the rest)."""
+  # The class count never changes the blocks; the module is only constructed, not initialised.
+  return get_spec(name).blocks(build_model(name, 1, **kwargs))
 
 
 __all__ = [
     'CNN',
     'CNN1D',
     'GRU',
+    'INPUT_KINDS',
+    'REGISTRY',
+    'Blocks',
     'Linear',
     'MLP',
-    'MODEL_NAMES',
+    'ModelError',
+    'ModelSpec',
     'ResNet',
     'ViT',
+    'blocks',
     'build_model',
+    'get_spec',
     'model_options',
 ]

@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 
 from .common import ModelError, zeros
+from .spec import Blocks, ModelSpec
 
 dense_init = nn.initializers.xavier_uniform()
 
@@ -110,3 +111,18 @@ class ViT(nn.Module):
     if features_only:
       return x
     return nn.Dense(self.num_classes, kernel_init=zeros, bias_init=zeros, name='head')(x)
+
+
+SPEC = ModelSpec(
+    module=ViT,
+    input_kind='image',
+    blocks=lambda m: Blocks(
+        stem=('embedding', 'cls', 'pos_embedding')
+        if m.pool == 'cls'
+        else ('embedding', 'pos_embedding'),
+        body=tuple(f'encoder/block{i}' for i in range(1, m.depth + 1)),
+        post=('encoder/norm',),
+    ),
+    lora_targets=r'encoder/block\d+/(attn/(query|value)|mlp/fc\d)/kernel',
+    smoke=dict(width=16, depth=1, num_heads=2),
+)

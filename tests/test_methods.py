@@ -1,36 +1,39 @@
-"""Adaptation methods end to end: what trains, what stays bitwise frozen, what it costs."""
+"""Adaptation methods (jaxadapt/methods.py): what trains, what stays bitwise frozen, for every
+model of the registry and for a model added in a test."""
 
 import json
 import pathlib
 
+import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxadapt import checkpoint, cli, config as config_lib, data, methods, models, param_tree
-from jaxadapt import cost, experiment, perf, presets, sharding, step as step_lib
+from jaxadapt import checkpoint, cli, config as config_lib, cost, methods, models, param_tree
+from jaxadapt import path_rules, presets, step as step_lib
 from jaxadapt.metrics import read_metrics
+from jaxadapt.models import Blocks, ModelSpec
+from jaxadapt.models.common import zeros
 
-from shared_runs import trained_run
+from shared_runs import build_experiment, host_flat, trained_run, upstream_cnn, upstream_flat
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-CONFIGS = ROOT / 'configs/fashion_mnist'
+METHODS = ROOT / 'configs/methods'
+FASHION = ROOT / 'configs/fashion_mnist'
+MNIST1D = str(ROOT / 'configs/mnist1d/train.py')
 
 
 def config_spec(name, arg=''):
-  return str(CONFIGS / f'{name}.py') + (f':{arg}' if arg else '')
-
-
-def upstream_cnn(tmp_path_factory):
-  """The upstream smoke checkpoint (cnn, classes 0-4), trained through the CLI."""
-  return trained_run(tmp_path_factory, 'upstream_cnn', config_spec('pretrain', 'smoke'))
+  folder = FASHION if name in ('scratch', 'pretrain') else METHODS
+  return str(folder / f'{name}.py') + (f':{arg}' if arg else '')
 
 
 def upstream_file(tmp_path_factory, model):
   """A random 'checkpoint' file of the smoke `model` (no training: only values matter)."""
   path = tmp_path_factory.getbasetemp() / 'shared_runs' / f'upstream_{model}.npz'
   if not path.exists():
-    kwargs = {**presets.MODELS[model]['kwargs'], **presets.TINY[model]}
+    kwargs = {**presets.MODELS[model]['kwargs'], **models.get_spec(model).smoke}
     net = models.build_model(presets.MODELS[model]['name'], 5, **kwargs)
     shapes = jax.eval_shape(net.init, jax.random.key(0), np.zeros((1, 28, 28, 1), np.float32))
     rng = np.random.default_rng(42)
@@ -49,29 +52,8 @@ def upstream(tmp_path_factory, model):
   )
 
 
-def upstream_flat(path):
-  path = pathlib.Path(path)
-  if path.suffix == '.npz':
-    with np.load(path) as z:
-      return {k: z[k] for k in z.files}
-  return {k: np.asarray(v) for k, v in param_tree.flatten(checkpoint.restore_params(path)).items()}
-
-
-def build_experiment(config, total_steps=6):
-  mesh = sharding.make_mesh(config.mesh)
-  info = data.dataset_info(config.dataset)
-  return experiment.build(config, mesh, info, total_steps)
-
-
-def host_flat(params):
-  return {k: np.asarray(v) for k, v in param_tree.flatten(params).items()}
-
-
 # --------------------------------------------------- frozen is frozen, trainable trains
 
-# presets.downstream applies the method's rules for the full-size model and only then
-# shrinks it for smoke, so depth-dependent rules (partial_ft's last block) name blocks the
-# smoke ViT does not have: "rule 'encoder/block4/.*' matches no parameter".
 CASES = [
     ('linear_probe', 'cnn'),
     ('partial_ft', 'cnn'),
@@ -151,7 +133,7 @@ def test_frozen_leaves_bitwise_unchanged_and_trainable_leaves_change(
   assert any('test/accuracy' in r for r in records)
 
 
-# ----------------------------------------------------------- optimizer state, FLOPs
+# -------------------------------------------------------- optimizer state
 
 
 def test_optimizer_state_holds_nothing_for_frozen_parameters():
@@ -174,25 +156,6 @@ def test_optimizer_state_holds_nothing_for_frozen_parameters():
   assert adam <= probe_bytes <= adam + 32, probe_bytes
   assert 2 * total * 4 <= full_bytes <= 2 * total * 4 + 32, full_bytes
   assert probe_bytes < 0.05 * full_bytes
-
-
-@pytest.fixture(scope='module')
-def perf_rows():
-  config = config_lib.load_config(config_spec('scratch'), ['--config.batch_size=32'])
-  return {m: perf.measure(config, m, steps=1) for m in ('linear_probe', 'full_ft')}
-
-
-def test_linear_probe_step_costs_forward_plus_head_backward_only(perf_rows):
-  lp, ft = perf_rows['linear_probe'], perf_rows['full_ft']
-  assert lp['batch_size'] == 32 and lp['model'] == 'cnn'
-  assert lp['forward_flops'] > 0 and lp['step_flops'] > 0
-  assert lp['step_flops'] <= 1.1 * (lp['forward_flops'] + lp['head_backward_flops'])
-  assert lp['step_over_forward_plus_head'] <= 1.1
-  # Full fine-tuning back-propagates through the backbone: roughly 3x a forward pass.
-  assert ft['step_over_forward_plus_head'] > 2.0
-  assert ft['step_flops'] > 2 * lp['step_flops']
-  assert lp['trainable_params'] == 256 * 10 + 10
-  assert ft['trainable_params'] == ft['params'] == lp['params']
 
 
 # ------------------------------------------------------- partial_ft k, layer decay
@@ -259,48 +222,155 @@ def test_layer_decay_lr_multipliers_decrease_towards_input(tmp_path):
   assert (b1, b2) == pytest.approx((0.25, 0.5))
 
 
-# ---------------------------------------------------------------------- fast probe
-
-
-@pytest.mark.parametrize('fast', ['ridge', 'softmax'])
-def test_fast_probe_writes_metrics_and_keeps_backbone(tmp_path_factory, tmp_path, fast):
-  up = upstream_cnn(tmp_path_factory)
-  wd = tmp_path / fast
-  code = cli.main(
-      [
-          'train',
-          '--quiet',
-          '--config',
-          config_spec('linear_probe', f'smoke,fast={fast},checkpoint={up}'),
-          '--workdir',
-          str(wd),
-      ]
-  )
-  assert code == 0
-  records = read_metrics(wd)
-  acc = [r['test/accuracy'] for r in records if 'test/accuracy' in r]
-  assert len(acc) == 1 and 0.0 <= acc[0] <= 1.0
-  assert any('val/accuracy' in r for r in records)
-
-  params = host_flat(checkpoint.restore_params(wd))
-  pretrained = upstream_flat(up)
-  for p, v in params.items():
-    if not p.startswith('head/'):
-      assert v.dtype == pretrained[p].dtype and np.array_equal(v, pretrained[p]), p
-  assert params['head/kernel'].shape == (16, 5) and params['head/kernel'].any()
-  assert not np.array_equal(params['head/kernel'], pretrained['head/kernel'])
-
-  # The stored accuracy is the accuracy of the stored head on the test split.
-  config = config_lib.load_config(config_spec('linear_probe', f'smoke,checkpoint={up}'))
-  exp = build_experiment(config)
-  test = data.load_split(config.dataset, config.dataset.test_split)
-  images = exp.preprocess_eval(test['image'], jax.random.key(0), False)
-  logits = np.asarray(exp.forward(param_tree.unflatten(params), images))
-  # (one example of slack: numpy and XLA may break a near-tie differently)
-  assert np.mean(logits.argmax(-1) == test['label']) == pytest.approx(acc[0], abs=1.5 / 256)
-
-
 def test_unknown_method_suggests_the_nearest():
   config = config_lib.load_config(config_spec('scratch', 'smoke'))
   with pytest.raises(methods.MethodError, match=r"unknown method 'lroa'.*did you mean 'lora'"):
     methods.apply(config, 'lroa')
+
+
+# ---------------------------------------------------------------- MNIST-1D models
+
+
+@pytest.mark.parametrize(
+    'model, method, trainable',
+    [
+        ('mlp', 'linear_probe', {'head/kernel', 'head/bias'}),
+        ('mlp', 'partial_ft', {'fc2/kernel', 'fc2/bias', 'head/kernel', 'head/bias'}),
+        ('cnn1d', 'partial_ft', {'conv3/kernel', 'conv3/bias', 'head/kernel', 'head/bias'}),
+        ('cnn1d', 'bitfit', {'conv1/bias', 'conv2/bias', 'conv3/bias', 'head/kernel', 'head/bias'}),
+        ('gru', 'partial_ft', None),  # one block: everything trains
+    ],
+)
+def test_adaptation_methods_cover_the_mnist1d_models(model, method, trainable):
+  config = config_lib.load_config(f'{MNIST1D}:model={model}')
+  with config.unlocked():
+    methods.apply(config, method)
+  net = models.build_model(model, 10, **config.model.kwargs)
+  params = net.init(jax.random.PRNGKey(0), jnp.zeros((2, 40, 1)))['params']
+  paths = list(param_tree.flatten(params))
+  decided = path_rules.match(config.adapt.trainable, paths, 'adapt.trainable')
+  got = {p for p, v in decided.items() if v == 'train'}
+  assert got == (set(paths) if trainable is None else trainable)
+
+
+def test_lora_on_cnn1d_says_what_to_use_instead():
+  config = config_lib.load_config(f'{MNIST1D}:model=cnn1d')
+  with (
+      config.unlocked(),
+      pytest.raises(methods.MethodError, match="no adapter targets for model 'cnn1d'"),
+  ):
+    methods.apply(config, 'lora')
+
+
+def test_models_without_blocks_or_lora_targets_say_what_to_use_instead():
+  config = config_lib.load_config(f'{MNIST1D}:model=linear')
+  with config.unlocked():
+    with pytest.raises(methods.MethodError, match="model 'linear' has no blocks.*linear_probe"):
+      methods.apply(config, 'partial_ft')
+    with pytest.raises(methods.MethodError, match="for model 'linear': it has only the head"):
+      methods.apply(config, 'lora')
+
+
+# ------------------------------------------- a model added in one module + one registry line
+
+
+class Toy(nn.Module):
+  """A model no jaxadapt module knows by name, laid out unlike the built-in ones: a stem of a
+  module and a bare top-level parameter (`gain`, as ViT's `cls`), residual blocks `unit{i}`
+  holding nested layers, a norm after the blocks, then `head`."""
+
+  num_classes: int
+  depth: int = 3
+  width: int = 16
+
+  @nn.compact
+  def __call__(self, x, train=False, features_only=False):
+    x = nn.Dense(self.width, name='embed')(x.reshape(x.shape[0], -1))
+    x = x * self.param('gain', nn.initializers.ones, (self.width,))
+    for i in range(1, self.depth + 1):
+      layers = [nn.LayerNorm(parent=None), nn.Dense(self.width, parent=None)]  # owned by unit
+      unit = nn.Sequential(layers, name=f'unit{i}')
+      x = x + nn.relu(unit(x))  # unit{i}/layers_0/{scale,bias}, unit{i}/layers_1/{kernel,bias}
+    x = nn.LayerNorm(name='final_norm')(x)
+    if features_only:
+      return x
+    return nn.Dense(self.num_classes, kernel_init=zeros, bias_init=zeros, name='head')(x)
+
+
+TOY_SPEC = ModelSpec(
+    module=Toy,
+    input_kind='image',
+    blocks=lambda m: Blocks(
+        stem=('embed', 'gain'),
+        body=tuple(f'unit{i}' for i in range(1, m.depth + 1)),
+        post=('final_norm',),
+    ),
+    lora_targets=r'unit\d+/layers_1/kernel',
+    smoke=dict(width=8),
+)
+
+
+@pytest.fixture
+def toy(monkeypatch):
+  """Registers Toy as a model module would: the one registry line, nothing else."""
+  monkeypatch.setitem(models.REGISTRY, 'toy', TOY_SPEC)
+
+
+@pytest.fixture(scope='module')
+def toy_upstream(tmp_path_factory):
+  """A random 'upstream checkpoint' of the smoke-size Toy (only values matter)."""
+  path = tmp_path_factory.mktemp('toy') / 'upstream.npz'
+  net = Toy(num_classes=3, **TOY_SPEC.smoke)
+  shapes = jax.eval_shape(net.init, jax.random.key(0), jnp.zeros((1, 28, 28, 1)))['params']
+  rng = np.random.default_rng(0)
+  flat = param_tree.flatten(shapes)
+  np.savez(path, **{k: rng.normal(0, 0.3, v.shape).astype(v.dtype) for k, v in flat.items()})
+  return path
+
+
+# What each method must train on Toy (smoke size: 3 units; partial_ft's default k=1).
+TOY_TRAINS = {
+    'linear_probe': lambda p: p.startswith('head/'),
+    'partial_ft': lambda p: p.startswith(('unit3/', 'final_norm/', 'head/')),
+    'full_ft': lambda p: True,
+    'lora': lambda p: p.startswith(('lora/', 'head/')),
+    'bitfit': lambda p: p.startswith('head/') or p.endswith(('/bias', '/scale')),
+}
+
+
+@pytest.mark.parametrize('method', list(TOY_TRAINS))
+def test_a_model_added_to_the_registry_works_with_every_method(toy, toy_upstream, tmp_path, method):
+  # The method config files, presets, methods and the trainer, untouched, on digits.
+  arg = f'model=toy,dataset=digits,smoke,checkpoint={toy_upstream}'
+  spec = config_spec(method, arg + (',layer_decay=0.5' if method == 'full_ft' else ''))
+  wd = tmp_path / method
+  assert cli.main(['train', '--quiet', '--config', spec, '--workdir', str(wd)]) == 0
+
+  table = json.loads((wd / 'params.json').read_text())
+  final = host_flat(checkpoint.restore_params(wd))
+  initial = host_flat(build_experiment(config_lib.load_config(spec)).params)
+  pretrained = upstream_flat(toy_upstream)
+  assert set(table) == set(final) == set(initial)
+  trainable = {p for p, row in table.items() if row['trainable']}
+  assert trainable == {p for p in final if TOY_TRAINS[method](p)}
+  for p in final:
+    if p in trainable:
+      assert not np.array_equal(final[p], initial[p]), f'trainable {p} did not change'
+    else:
+      assert np.array_equal(final[p], pretrained[p]), f'frozen {p} changed'
+
+  if method == 'lora':  # the registry's targets, and only those, got adapters
+    adapted = {p[len('lora/') : -len('/a')] for p in final if p.startswith('lora/')}
+    assert adapted == {f'unit{i}/layers_1/kernel' for i in (1, 2, 3)}
+  if method == 'full_ft':  # layer decay 0.5: unit i of 3 gets 0.5^(4-i), the stem 0.5^4
+    lr = {p: row['lr_mult'] for p, row in table.items()}
+    expected = {'embed': 0.0625, 'gain': 0.0625, 'unit1': 0.125, 'unit2': 0.25, 'unit3': 0.5}
+    expected |= {'final_norm': 1.0, 'head': 1.0}
+    assert {p: expected[p.split('/')[0]] for p in lr} == pytest.approx(lr)
+  records = read_metrics(wd)
+  assert any('test/accuracy' in r for r in records)
+
+
+def test_an_unregistered_model_is_named_with_the_choices():
+  with pytest.raises(config_lib.ConfigError, match="unknown model 'toy'.*choose one of: cnn"):
+    config_lib.load_config(config_spec('lora', 'model=toy'))

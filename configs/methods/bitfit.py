@@ -1,8 +1,9 @@
 r"""BitFit: only biases and norm scales/offsets (and the head) train.
 
-  jaxadapt train --config configs/fashion_mnist/bitfit.py --workdir runs/bitfit
+  jaxadapt train --config configs/methods/bitfit.py --workdir runs/bitfit
 
-Arguments: model, checkpoint (default runs/pretrain), shots, smoke.
+Arguments: model, dataset (fashion_mnist = classes 5-9 | digits | cifar10), checkpoint
+(default runs/pretrain), shots, smoke.
 """
 
 from jaxadapt import presets
