@@ -15,6 +15,7 @@ import ml_collections
 import optax
 
 from jaxadapt import partition
+from jaxadapt.models.common import is_constant
 
 FROZEN = 'frozen'
 
@@ -47,7 +48,8 @@ def trainable_mask(config: ml_collections.ConfigDict, paths: list[str]) -> dict[
     raise partition.RuleError(
         f"adapt.trainable: values must be 'train' or 'frozen', got {sorted(map(str, bad))}"
     )
-  return {p: v == 'train' for p, v in labels.items()}
+  # Model constants (frozen BatchNorm statistics) never train, whatever the rules say.
+  return {p: v == 'train' and not is_constant(p) for p, v in labels.items()}
 
 
 def param_groups(

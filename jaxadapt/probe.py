@@ -18,6 +18,7 @@ import numpy as np
 import optax
 
 from jaxadapt import data, sharding
+from jaxadapt.step import model_input
 
 
 def extract_features(
@@ -32,7 +33,7 @@ def extract_features(
   chunks = []
   for batch in data.eval_batches(arrays, batch_size, jax.process_index(), jax.process_count()):
     batch = sharding.global_batch(batch, mesh)
-    out = np.asarray(jax.device_get(features(params, batch['image'])))
+    out = np.asarray(jax.device_get(features(params, model_input(batch))))
     chunks.append(out[np.asarray(jax.device_get(batch['mask'])) > 0])
   return np.concatenate(chunks).astype(np.float32)
 

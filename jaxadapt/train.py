@@ -381,9 +381,8 @@ def _fast_probe(config, exp: Experiment, mesh, train_arrays, eval_arrays, workdi
       + ' '.join(f'{k}={v:.4f}' for k, v in results.items() if '/' in k and 'seconds' not in k)
   )
   # Cost: one backbone pass over the training set (the head fit is negligible next to it).
-  sample = jnp.zeros(
-      (config.eval_batch_size, *train_arrays['image'].shape[1:]), train_arrays['image'].dtype
-  )
+  inputs = step_lib.model_input(train_arrays)
+  sample = jnp.zeros((config.eval_batch_size, *inputs.shape[1:]), inputs.dtype)
   per_batch = compiled_flops(
       jax.jit(lambda p, x: exp.forward(p, exp.preprocess_eval(x, None, False), features_only=True))
       .lower(exp.params, sample)
