@@ -301,3 +301,43 @@ def test_inspect_table_lists_every_row_and_the_skips():
   counters = sum('num_batches_tracked' in n for n in plan.tensors.shapes)
   assert counters == 13 and f'unused (on purpose): {counters}' in text
   assert 'missing (fresh init): 0' in text
+
+
+# -------------------------------------------------------------------- export
+
+
+def test_export_hf_round_trips_into_transformers(hf_vit, tmp_path):
+  from jaxadapt.importers import export
+
+  directory, _, io = hf_vit
+  plan, params = importers.load(f'hf:{directory}')
+  params['head/bias'] = params['head/bias'] + 1.0  # as if fine-tuned
+  export.export_params('vit', plan.kwargs, params, str(tmp_path), 'hf')
+  back = transformers.ViTForImageClassification.from_pretrained(tmp_path).eval()
+  with torch.no_grad():
+    got = back(pixel_values=torch.from_numpy(io['inputs']).permute(0, 3, 1, 2)).logits.numpy()
+  assert np.abs(got - (io['logits'] + 1.0)).max() <= TOL
+  plan2, params2 = importers.load(f'hf:{tmp_path}')  # and back into jaxadapt, bitwise
+  assert plan2.kwargs == plan.kwargs
+  assert all(np.array_equal(params2[k], params[k]) for k in params)
+
+
+def test_export_mean_pooled_bert_keeps_its_pooling(tmp_path):
+  from jaxadapt.importers import export
+
+  kwargs = dict(vocab_size=30, max_len=8, width=16, depth=1, num_heads=2, mlp_dim=24)
+  model = models.build_model('bert', 3, **kwargs)
+  params = model.init(jax.random.key(0), np.zeros((1, 8), np.int32))['params']
+  flat = {k: np.asarray(v) + 0.1 for k, v in partition.flatten(params).items()}
+  export.export_params('bert', {**kwargs, 'pool': 'mean'}, flat, str(tmp_path), 'hf')
+  ref = transformers.BertModel.from_pretrained(tmp_path).eval()  # head ignored by BertModel
+  ids = np.array([[2, 5, 6, 0], [2, 7, 8, 9]], np.int32)
+  with torch.no_grad():
+    h = ref(
+        input_ids=torch.from_numpy(ids).long(), attention_mask=torch.from_numpy(ids != 0).long()
+    )
+  mask = (ids != 0)[..., None]
+  want = (h.last_hidden_state.numpy() * mask).sum(1) / mask.sum(1)
+  plan, back = importers.load(f'hf:{tmp_path}')
+  assert plan.kwargs['pool'] == 'mean' and plan.num_classes == 3
+  assert np.abs(run(plan, back, ids, features_only=True) - want).max() <= TOL
