@@ -341,3 +341,42 @@ def test_export_mean_pooled_bert_keeps_its_pooling(tmp_path):
   plan, back = importers.load(f'hf:{tmp_path}')
   assert plan.kwargs['pool'] == 'mean' and plan.num_classes == 3
   assert np.abs(run(plan, back, ids, features_only=True) - want).max() <= TOL
+
+
+# ------------------------------------------------------------------ the CLI
+
+
+def test_fine_tune_an_imported_checkpoint_by_changing_only_checkpoint(tmp_path):
+  """full_ft of a timm ResNet-50: the model comes from the checkpoint, statistics stay frozen."""
+  from jaxadapt import checkpoint, cli
+
+  config = f'configs/fashion_mnist/full_ft.py:checkpoint=timm:{GOLDEN}/timm_resnet50/model.safetensors,smoke'
+  root = pathlib.Path(__file__).resolve().parents[1]
+  assert (
+      cli.main(['train', '--config', str(root / config), '--workdir', str(tmp_path), '--quiet'])
+      == 0
+  )
+  saved = json.loads((tmp_path / 'config.json').read_text())
+  assert saved['model']['name'] == 'resnet_bn' and saved['model']['kwargs']['layers'] == [
+      2,
+      1,
+      1,
+      1,
+  ]
+  table = json.loads((tmp_path / 'params.json').read_text())
+  assert all(not row['trainable'] for p, row in table.items() if p.endswith(('/mean', '/var')))
+  _, source = importers.load(f'timm:{GOLDEN}/timm_resnet50/model.safetensors')
+  trained = partition.flatten(checkpoint.restore_params(tmp_path))
+  assert np.array_equal(
+      np.asarray(trained['stage2/block1/norm1/var']), source['stage2/block1/norm1/var']
+  )
+  assert not np.array_equal(np.asarray(trained['stem/conv/kernel']), source['stem/conv/kernel'])
+
+
+def test_inspect_cli(capsys):
+  from jaxadapt import cli
+
+  assert cli.main(['inspect', f'big_vision:{GOLDEN}/big_vision/vit.npz']) == 0
+  out = capsys.readouterr().out
+  assert 'format: big_vision (ViT)' in out and 'heads_in' in out and 'cls_row' in out
+  assert cli.main(['inspect', 'runs/no-such-workdir']) == 2
