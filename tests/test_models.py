@@ -159,7 +159,8 @@ def test_unknown_model_suggests():
   with pytest.raises(ValueError) as err:
     build_model('resnte', 10)
   assert str(err.value) == (
-      "unknown model 'resnte'; choose one of: cnn, resnet, vit, linear, mlp, cnn1d, gru "
+      "unknown model 'resnte'; choose one of: cnn, resnet, vit, linear, mlp, cnn1d, gru, "
+      'resnet_bn, bit, bert '
       "(did you mean 'resnet'?)"
   )
 
