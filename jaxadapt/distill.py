@@ -168,6 +168,6 @@ def cache_logits(
   params = [t.params for t in teachers]
   for batch in data.eval_batches(arrays, batch_size, jax.process_index(), jax.process_count()):
     g = sharding.global_batch(batch, mesh)
-    z = np.asarray(jax.device_get(logits(params, g['image'])))
+    z = np.asarray(jax.device_get(logits(params, step_lib.model_input(g))))
     out.append(z[np.asarray(batch['mask']) > 0])
   return np.concatenate(out).astype(np.float32)

@@ -70,9 +70,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, quiet: bool = False)
       + ' '.join(f'{k}={v:.4f}' for k, v in results.items() if 'seconds' not in k)
   )
   # Cost: one backbone pass over the training set (the head fit is negligible next to it).
-  sample = jnp.zeros(
-      (config.eval_batch_size, *train_arrays['image'].shape[1:]), train_arrays['image'].dtype
-  )
+  inputs = step_lib.model_input(train_arrays)
+  sample = jnp.zeros((config.eval_batch_size, *inputs.shape[1:]), inputs.dtype)
   features = lambda p, x: exp.forward(p, exp.preprocess_eval(x, None, False), features_only=True)
   per_batch = cost.compiled_cost(features, exp.params, sample)['flops']
   n_batches = math.ceil(len(train_arrays['label']) / config.eval_batch_size)

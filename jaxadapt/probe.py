@@ -19,6 +19,7 @@ import optax
 
 from jaxadapt import data, sharding
 from jaxadapt.config import ConfigError
+from jaxadapt.step import model_input
 
 KINDS = ('ridge', 'softmax')
 
@@ -35,7 +36,7 @@ def extract_features(
   chunks = []
   for batch in data.eval_batches(arrays, batch_size, jax.process_index(), jax.process_count()):
     batch = sharding.global_batch(batch, mesh)
-    out = np.asarray(jax.device_get(features(params, batch['image'])))
+    out = np.asarray(jax.device_get(features(params, model_input(batch))))
     chunks.append(out[np.asarray(jax.device_get(batch['mask'])) > 0])
   return np.concatenate(chunks).astype(np.float32)
 

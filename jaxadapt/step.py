@@ -25,6 +25,12 @@ Preprocess = Callable[[jax.Array, jax.Array, bool], jax.Array]
 Forward = Callable[..., jax.Array]
 
 
+def model_input(batch: Batch) -> jax.Array:
+  """What the model reads from a batch: token ids (`tokens`, [N, L] int32) for text,
+  else `image` (images [N, H, W, C] or sequences [N, L, C])."""
+  return batch['tokens'] if 'tokens' in batch else batch['image']
+
+
 def make_forward(model: nn.Module, lora_alpha: float = 1.0) -> Forward:
   """`forward(params, images, train=, features_only=, rngs=)`; LoRA adapters merged in."""
 
@@ -87,7 +93,7 @@ def make_train_step(
   def train_step(state: TrainState, batch: Batch, aux: Any = None):
     rng = jax.random.fold_in(jax.random.key(seed), state.step)
     aug_rng, dropout_rng, mix_rng = jax.random.split(rng, 3)
-    images = preprocess(batch['image'], aug_rng, True)
+    images = preprocess(model_input(batch), aug_rng, True)
     if mix is not None:
       images = mix(images, mix_rng)
     learned, frozen = split_params(state.params, trainable)
@@ -128,7 +134,7 @@ def make_eval_step(forward: Forward, preprocess: Preprocess) -> Callable:
   """Builds `eval_step(params, batch) -> sums`; `batch['mask']` marks real rows."""
 
   def eval_step(params: Any, batch: Batch):
-    images = preprocess(batch['image'], jax.random.key(0), False)
+    images = preprocess(model_input(batch), jax.random.key(0), False)
     logits = forward(params, images)
     mask = batch['mask'].astype(jnp.float32)
     correct = (jnp.argmax(logits, -1) == batch['label']).astype(jnp.float32)

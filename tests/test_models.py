@@ -163,7 +163,8 @@ def test_unknown_model_suggests():
   with pytest.raises(ModelError) as err:
     build_model('resnte', 10)
   assert str(err.value) == (
-      "unknown model 'resnte'; choose one of: cnn, resnet, vit, linear, mlp, cnn1d, gru "
+      "unknown model 'resnte'; choose one of: cnn, resnet, vit, linear, mlp, cnn1d, gru, "
+      'resnet_bn, bit, bert '
       "(did you mean 'resnet'?)"
   )
 
@@ -268,7 +269,7 @@ def test_gru_matches_the_torch_gru_equations():
 
 # ----------------------------------------------------- registry entries describe their model
 
-EXAMPLE = {'image': (28, 28, 1), 'sequence': (40, 1)}  # one example of each input kind
+EXAMPLE = {'image': (28, 28, 1), 'sequence': (40, 1), 'tokens': (16,)}  # one of each input kind
 # Every model at its default size and its smoke size, and options that change its blocks.
 VARIANTS = [(name, {}) for name in models.REGISTRY]
 VARIANTS += [(name, dict(spec.smoke)) for name, spec in models.REGISTRY.items() if spec.smoke]
@@ -279,12 +280,15 @@ VARIANTS += [
     ('mlp', dict(widths=(8, 8, 4))),
     ('cnn1d', dict(kernel_sizes=(3, 3))),
     ('gru', dict(bidirectional=False)),
+    ('bert', dict(width=16, depth=2, num_heads=2, mlp_dim=32, pool='pooler')),
+    ('bit', dict(layers=(1, 2, 1), base_width=8, num_groups=4)),
 ]
 
 
 def registry_params(name, **kwargs):
   """Parameter shapes of registry model `name`, initialised on its kind of input."""
-  x = jnp.zeros((1, *EXAMPLE[models.get_spec(name).input_kind]))
+  kind = models.get_spec(name).input_kind
+  x = jnp.zeros((1, *EXAMPLE[kind]), jnp.int32 if kind == 'tokens' else jnp.float32)
   net = build_model(name, 10, **kwargs)
   return param_tree.flatten(jax.eval_shape(net.init, jax.random.key(0), x)['params'])
 

@@ -10,10 +10,12 @@ MNIST-1D paper's ``linear``, ``mlp``, ``cnn1d``, ``gru`` (small.py). All share
     model.apply({'params': params}, images, train=False, features_only=False,
                 rngs={'dropout': key})
 
-with float32 NHWC images, or [B, L, C] sequences for the MNIST-1D models.
+with float32 NHWC images, [B, L, C] sequences for the MNIST-1D models, or int32
+token ids [B, L] for ``bert``.
 ``train`` enables dropout; ``features_only`` returns the (B, D) vector fed to
 ``head`` instead of logits. There are no mutable
-collections (no BatchNorm): ``init`` returns only ``'params'``. Every kernel is
+collections: ``init`` returns only ``'params'`` (``resnet_bn``'s frozen BatchNorm
+statistics are parameters that never train, see ``is_constant``). Every kernel is
 2D (Dense) or 4D (Conv), except cnn1d's 3D Conv1D kernels; ``head`` is
 zero-initialised.
 
@@ -33,6 +35,9 @@ Parameter paths ('/'-joined, indices 1-based):
   ``encoder/block{i}/attn/{query,key,value,out}/{kernel,bias}``,
   ``encoder/block{i}/mlp/{fc1,fc2}/{kernel,bias}``, ``encoder/norm/{scale,bias}``,
   ``head/{kernel,bias}``.
+- resnet_bn (timm/torchvision ResNets, frozen BatchNorm): as resnet, norms also hold
+  ``mean`` and ``var``. bit (BiT ResNetV2): see bit.py. bert: see bert.py
+  (``encoder/block{i}/...`` as vit).
 - linear: ``head/{kernel,bias}``. mlp: ``fc{i}/{kernel,bias}``, ``head/*``.
   cnn1d: ``conv{1,2,3}/{kernel,bias}``, ``head/*``.
 - gru: ``gru/{forward_rnn,backward_rnn}/cell/{ir,iz,in,hr,hz,hn}/{kernel,bias}``
@@ -44,10 +49,14 @@ import difflib
 
 import flax.linen as nn
 
-from . import cnn, resnet, small, vit
+from . import bert, bit, cnn, resnet, resnet_bn, small, vit
 from .cnn import CNN
 from .common import ModelError
+from .bert import Bert
+from .bit import BiT
+from .common import is_constant
 from .resnet import ResNet
+from .resnet_bn import ResNetBN
 from .small import CNN1D, GRU, MLP, Linear
 from .spec import INPUT_KINDS, Blocks, ModelSpec
 from .vit import ViT
@@ -60,6 +69,10 @@ REGISTRY: dict[str, ModelSpec] = {
     'mlp': small.MLP_SPEC,
     'cnn1d': small.CNN1D_SPEC,
     'gru': small.GRU_SPEC,
+    # Architectures of other libraries' checkpoints (jaxadapt/importers/).
+    'resnet_bn': resnet_bn.SPEC,
+    'bit': bit.SPEC,
+    'bert': bert.SPEC,
 }
 
 # Dataclass fields that are flax plumbing or set by build_model itself.
@@ -102,6 +115,8 @@ def blocks(name: str, **kwargs) -> Blocks:
 
 
 __all__ = [
+    'Bert',
+    'BiT',
     'CNN',
     'CNN1D',
     'GRU',
@@ -113,9 +128,11 @@ __all__ = [
     'ModelError',
     'ModelSpec',
     'ResNet',
+    'ResNetBN',
     'ViT',
     'blocks',
     'build_model',
     'get_spec',
+    'is_constant',
     'model_options',
 ]
