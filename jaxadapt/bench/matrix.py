@@ -9,7 +9,8 @@ A suite's `matrix` field holds
   sizes       training examples per class (0 = all)
   seeds
   batch_size  the largest batch; a subset too small for it gets a smaller one
-  steps       dict(epochs, min, max): the step budget of a run (`steps_for`)
+  steps       dict(epochs, min, max[, evals]): the step budget of a run (`steps_for`) and
+              how many times it evaluates (default 5: enough to see the last fifth)
 
 The cell (task, method, size, seed) becomes the run `task/method/size/seed`, tagged with the
 same four. Its config is the method's file with the task's overrides, then the method's,
@@ -77,7 +78,12 @@ def fill(text: str, cell: dict[str, Any]) -> str:
 
 
 def steps_for(budget: dict[str, Any], n_examples: int, batch_size: int) -> int:
-  """Epochs over the subset, clipped to [min, max] steps: small data still gets trained."""
+  """The budget rule: `epochs` passes over the subset, clipped to [min, max] steps.
+
+  Every method at a data size gets the same steps of the same batch, so the same examples
+  seen; `min` keeps tiny subsets from stopping after a handful of steps and `max` bounds the
+  largest ones (set it so the whole training set still gets several epochs).
+  """
   steps = math.ceil(budget['epochs'] * n_examples / batch_size)
   return int(min(max(steps, budget['min']), budget['max']))
 
@@ -88,6 +94,8 @@ def fit_budget(
   """Sets batch size, steps, eval and logging of a run with `n_train` training examples."""
   config.batch_size = min(budget['batch_size'], n_train // n_devices * n_devices)
   config.num_epochs, config.num_steps = 0.0, steps_for(budget, n_train, config.batch_size)
-  config.eval_every = config.num_steps  # one eval, at the end: the number the report shows
+  # A few evals (the last one at the end, the number the report shows): the val curve says
+  # whether the run was still improving over its last fifth (convergence.still_rising).
+  config.eval_every = max(1, math.ceil(config.num_steps / budget.get('evals', 5)))
   config.log_every = max(1, config.num_steps // 5)
   config.ckpt_every, config.keep_ckpts = 0, 1

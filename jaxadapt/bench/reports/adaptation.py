@@ -86,7 +86,7 @@ def aggregate(records: Iterable[dict], methods: Sequence[str] = ()) -> list[dict
   for key in sorted(groups, key=lambda k: (k[0], method_key(k[1]), _size_key(k[2]))):
     task, method, size = key
     rs = sorted(groups[key], key=lambda r: r['seed'])  # fixed summation order
-    acc = np.array([float(r['test_accuracy']) for r in rs])
+    mean, std, _ = common.stats([float(r['test_accuracy']) for r in rs])
     fraction = [
         float(r['trainable_params']) / float(r['total_params'])
         for r in rs
@@ -97,8 +97,10 @@ def aggregate(records: Iterable[dict], methods: Sequence[str] = ()) -> list[dict
             'task': task,
             'method': method,
             'examples_per_class': size,
-            'test_accuracy_mean': float(acc.mean()),
-            'test_accuracy_std': float(acc.std(ddof=0)),
+            'test_accuracy_mean': mean,
+            'test_accuracy_std': std,  # sample std (ddof=1); 0 for one seed
+            # Val accuracy still rising over the last fifth of the steps, in any seed.
+            'still_rising': any(bool(r.get('still_rising')) for r in rs),
             'train_flops': _mean(rs, 'train_flops'),
             'wall_seconds': _mean(rs, 'wall_seconds'),
             'examples_seen': _mean(rs, 'examples_seen'),
@@ -185,10 +187,17 @@ def _task_tables(
   return tables
 
 
+RISING = ' ↑'  # marks a cell whose val accuracy was still rising at the end
+
+
 def _fmt_acc(cell: dict | None, sep: str = ' ± ') -> str:
+  """Mean, then ± sample std when there is more than one seed, then the unconverged mark."""
   if cell is None:
     return '-'
-  return f"{100 * cell['test_accuracy_mean']:.1f}{sep}{100 * cell['test_accuracy_std']:.1f}"
+  text = f"{100 * cell['test_accuracy_mean']:.1f}"
+  if cell['n_seeds'] > 1:
+    text += f"{sep}{100 * cell['test_accuracy_std']:.1f}"
+  return text + (RISING if cell.get('still_rising') else '')
 
 
 def _upstream_lines(records: Iterable[dict]) -> list[str]:
@@ -220,7 +229,9 @@ def markdown(records: Iterable[dict], methods: Sequence[str] = (), threshold: fl
       f'FLOPs of one train step (XLA cost analysis) x the number of steps; compute, time, '
       f'trainable share of the parameters and optimizer state are seed means at the '
       f"method's largest data size. The numbered columns are test accuracy (%), mean ± "
-      f'std over seeds, at that many examples per class.',
+      f'sample std (ddof=1) over seeds (no ± for one seed), at that many examples per class; '
+      f'{RISING.strip()} marks a cell whose validation accuracy was still rising over the last '
+      f'fifth of its steps in some seed (not converged: a longer budget could change it).',
       '',
       f'{len(runs)} run{"s" * (len(runs) != 1)}, {len(seeds)} seed{"s" * (len(seeds) != 1)} '
       f'({", ".join(str(s) for s in seeds) or "none"}).',
