@@ -4,8 +4,11 @@ A suite's `matrix` field holds
 
   tasks       [dict(name, overrides=(...), max_size=0)]: downstream data as config
               overrides; `max_size` drops the data sizes above it (a task with little data)
-  methods     [dict(name, config='file.py[:args]', overrides=(...))], in the order the
-              report lists them
+  methods     [dict(name, config='file.py[:args]', overrides=(...), grid={key: [values]})],
+              in the order the report lists them; a `grid` runs the method once per point
+              of the product of its values (run `task/method/size/seed/key=value+...`,
+              tagged `grid`), and the report keeps the point best on validation
+              (selection.py)
   sizes       training examples per class (0 = all)
   seeds
   batch_size  the largest batch; a subset too small for it gets a smaller one
@@ -43,22 +46,34 @@ def expand(matrix: dict[str, Any]) -> list[dict[str, Any]]:
       for size in task_sizes(task, matrix['sizes']):
         for method in matrix['methods']:
           cell = dict(task=task['name'], method=method['name'], size=size, seed=seed)
-          runs.append(
-              dict(
-                  name='{task}/{method}/{size}/{seed}'.format(**cell),
-                  config=fill(method['config'], cell),
-                  overrides=(
-                      *task.get('overrides', ()),
-                      *(fill(o, cell) for o in method.get('overrides', ())),
-                      f'seed={seed}',
-                      f'dataset.subset_seed={seed}',
-                      f'dataset.examples_per_class={size}',
-                  ),
-                  tags=cell,
-                  budget=budget,
-              )
-          )
+          for point in grid_points(method.get('grid', {})):
+            suffix = '+'.join(f'{k}={v}' for k, v in point.items())
+            runs.append(
+                dict(
+                    name='{task}/{method}/{size}/{seed}'.format(**cell)
+                    + (f'/{suffix}' if suffix else ''),
+                    config=fill(method['config'], cell),
+                    overrides=(
+                        *task.get('overrides', ()),
+                        *(fill(o, cell) for o in method.get('overrides', ())),
+                        *(f'{k}={v}' for k, v in point.items()),
+                        f'seed={seed}',
+                        f'dataset.subset_seed={seed}',
+                        f'dataset.examples_per_class={size}',
+                    ),
+                    tags=dict(cell, grid=point) if point else cell,
+                    budget=budget,
+                )
+            )
   return runs
+
+
+def grid_points(grid: dict[str, list]) -> list[dict[str, Any]]:
+  """Every point of a method's grid, in order ([{}] for no grid: one run, the defaults)."""
+  points = [{}]
+  for key, values in grid.items():
+    points = [dict(p, **{key: v}) for p in points for v in values]
+  return points
 
 
 def task_sizes(task: dict[str, Any], sizes) -> tuple[int, ...]:

@@ -9,13 +9,14 @@ report.md.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from jaxadapt.bench import results
+from jaxadapt.bench import results, selection
 from jaxadapt.bench.reports import common
 from jaxadapt.errors import UserError
 
@@ -79,7 +80,8 @@ def aggregate(records: Iterable[dict], methods: Sequence[str] = ()) -> list[dict
   Rows are sorted by task, then method in the order `methods` lists them, then data size.
   """
   groups: dict[tuple, list[dict]] = {}
-  for r in _adaptation_runs(records):
+  chosen, _ = selection.select(_adaptation_runs(records))  # test accuracy of chosen points only
+  for r in chosen:
     groups.setdefault((r['task'], r['method'], r['examples_per_class']), []).append(r)
   rows = []
   method_key = _method_key(methods)
@@ -238,6 +240,7 @@ def markdown(records: Iterable[dict], methods: Sequence[str] = (), threshold: fl
       '',
   ]
   out += _upstream_lines(records)
+  out += ['', *_selection_lines(runs, methods)]
   for task, table in tables.items():
     sizes = table['sizes']
     head = [
@@ -275,6 +278,37 @@ def markdown(records: Iterable[dict], methods: Sequence[str] = (), threshold: fl
   if not tables:
     out += ['', 'No adaptation runs in this results file.']
   return '\n'.join(out) + '\n'
+
+
+def _selection_lines(runs: list[dict], methods: Sequence[str]) -> list[str]:
+  """What was tuned on validation and what was chosen, or that nothing was."""
+  _, choices = selection.select(runs)
+  tuned = [c for c in choices if len(c['scores']) > 1]
+  if not tuned:
+    return [
+        'Settings: one-point grid (each method at its default settings; nothing was selected '
+        'on validation).'
+    ]
+  key = _method_key(methods)
+  tuned.sort(key=lambda c: (c['task'], key(c['method']), _size_key(c['examples_per_class'])))
+  lines = [
+      'Settings chosen on the validation split (best mean val accuracy over seeds; test accuracy '
+      'is reported for the chosen setting only):',
+      '',
+      '| task | method | size | chosen | val accuracy per setting |',
+      '|---|---|---|---|---|',
+  ]
+  for c in tuned:
+    chosen = ', '.join(f'{k}={v}' for k, v in c['chosen'].items())
+    scores = '; '.join(
+        f"{', '.join(f'{k}={v}' for k, v in json.loads(p).items())}: {100 * s:.1f}"
+        for p, s in c['scores'].items()
+    )
+    lines.append(
+        f"| {c['task']} | {c['method']} | {_size_label(c['examples_per_class'])} | {chosen} "
+        f'| {scores} |'
+    )
+  return lines
 
 
 def terminal_table(
