@@ -42,9 +42,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.adapt.lora.rules = ()  # (regex, rank) over kernel paths; empty = no LoRA
   c.adapt.lora.alpha = 16.0  # adapters scale by alpha / rank
   # Linear-probe fast path: backbone features computed once, head fitted on the cache.
-  c.adapt.fast_probe = ''  # '' (off) | 'ridge' (closed form) | 'softmax' (SGD on features)
-  c.adapt.probe_l2 = 1e-3  # ridge regularisation, relative to mean feature energy
-  c.adapt.probe_epochs = 20  # 'softmax' fast path epochs over the cached features
+  c.adapt.fast_probe = ''  # '' (off) | 'ridge' (closed form) | 'softmax' (L-BFGS on features)
+  # Penalties tried; the best on the val split is kept (the first one if there is no val split).
+  # ridge: relative to mean feature energy; softmax: on weights of standardised features.
+  c.adapt.probe_l2 = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+  c.adapt.probe_tol = 1e-5  # 'softmax': L-BFGS stops when the gradient norm is below this
+  c.adapt.probe_max_iter = 1000  # 'softmax': ... or after this many iterations
 
   # Pretrained initialisation (jaxadapt/pretrained.py).
   c.init = ml_collections.ConfigDict()

@@ -28,6 +28,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, quiet: bool = False)
   mesh = sharding.make_mesh(config.mesh)
   sharding.check_batch_size(config.eval_batch_size, mesh, 'eval_batch_size')
   probe.check_kind(config.adapt.fast_probe)
+  l2s = probe.check_penalties(config.adapt.probe_l2)
   info = data.dataset_info(config.dataset)
   train_arrays = data.load_split(config.dataset, config.dataset.train_split)
   eval_arrays = data.load_eval_splits(config.dataset)
@@ -43,15 +44,20 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, quiet: bool = False)
       for name, arrays in {'train': train_arrays, **eval_arrays}.items()
   }
   t_feat = time.perf_counter() - t0
-  head = probe.fit_head(
+  heads = probe.fit_heads(
       config.adapt.fast_probe,
       feats['train'],
       train_arrays['label'],
       exp.params['head']['kernel'].shape[-1],
-      l2=config.adapt.probe_l2,
-      epochs=config.adapt.probe_epochs,
-      seed=config.seed,
+      l2s,
+      tol=config.adapt.probe_tol,
+      max_iter=config.adapt.probe_max_iter,
   )
+  # The penalty is chosen on the val split (disjoint from train), never on test.
+  chosen, val_scores = 0, []
+  if 'val' in feats:
+    chosen, val_scores = probe.select_head(heads, l2s, feats['val'], eval_arrays['val']['label'])
+  head = heads[chosen]
   t_fit = time.perf_counter() - t0 - t_feat
   params = {**exp.params, 'head': jax.device_put(head, sharding.replicated(mesh))}
   results = {}
@@ -88,5 +94,6 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, quiet: bool = False)
     # One pass over the data, not steps x batch (the last batch is padded).
     summary['examples_seen'] = len(train_arrays['label'])
     summary['trainable_params'] = sum(int(np.size(v)) for v in jax.tree.leaves(head))
-    cost.write_summary(workdir, {**summary, **results})
+    grid = {'probe/l2': l2s[chosen], 'probe/l2_grid': list(l2s), 'probe/l2_val': val_scores}
+    cost.write_summary(workdir, {**summary, **results, **grid})
   return results

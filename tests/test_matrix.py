@@ -76,12 +76,16 @@ def test_steps_for_is_epochs_clipped_to_min_and_max(n, batch, steps):
   assert matrix.steps_for(MATRIX['steps'], n, batch) == steps
 
 
-def test_fit_budget_caps_the_batch_by_the_subset_and_evaluates_once():
+def test_fit_budget_caps_the_batch_by_the_subset_and_evaluates_five_times():
   config = config_lib.load_config(str(ROOT / 'configs/fashion_mnist/pretrain.py'))
   budget = dict(MATRIX['steps'], batch_size=64)
   matrix.fit_budget(config, budget, n_train=20, n_devices=8)
   assert config.batch_size == 16  # the largest multiple of 8 devices within 20 examples
   assert (config.num_epochs, config.num_steps) == (0.0, 10)  # 2 epochs = 3 steps < min
-  assert config.eval_every == 10 and config.log_every == 2 and config.ckpt_every == 0
+  # Five evals, the last at the end: enough to see the last fifth of the val curve.
+  assert config.eval_every == 2 and config.log_every == 2 and config.ckpt_every == 0
   matrix.fit_budget(config, budget, n_train=6400, n_devices=8)
   assert (config.batch_size, config.num_steps) == (64, 50)  # 200 steps > max
+  assert config.eval_every == 10
+  matrix.fit_budget(config, dict(budget, evals=3), n_train=6400, n_devices=8)
+  assert config.eval_every == 17  # ceil(50 / 3): evals at 17, 34 and the end

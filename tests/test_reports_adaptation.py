@@ -97,11 +97,11 @@ def _row(rows, task, method, size):
   return row
 
 
-def test_aggregate_means_and_population_std():
+def test_aggregate_means_and_sample_std():
   rows = report.aggregate(_records(), METHODS)
   scratch = _row(rows, 'related', 'scratch', 1)
   assert scratch['test_accuracy_mean'] == pytest.approx(0.35)
-  assert scratch['test_accuracy_std'] == pytest.approx(0.05)  # ddof=0
+  assert scratch['test_accuracy_std'] == pytest.approx(0.05 * 2**0.5)  # ddof=1
   assert scratch['n_seeds'] == 2
   lora = _row(rows, 'related', 'lora', 0)
   assert lora['train_flops'] == pytest.approx(2.5e11)
@@ -154,11 +154,11 @@ def test_markdown_rows_and_header():
   ) in text
   assert (
       '| lora | pre-trained | 1 | 250 GFLOP | 12.4 s | 3.1% | 96.4 KiB '
-      '| 83.0 ± 1.0 | 86.0 ± 0.0 | 89.0 ± 1.0 |'
+      '| 83.0 ± 1.4 | 86.0 ± 0.0 | 89.0 ± 1.4 |'
   ) in text
   assert (
       '| scratch | new | not reached | 1.0 TFLOP | 12.4 s | 100.0% | 3.1 MiB '
-      '| 35.0 ± 5.0 | 55.0 ± 5.0 | 80.0 ± 0.0 |'
+      '| 35.0 ± 7.1 | 55.0 ± 7.1 | 80.0 ± 0.0 |'
   ) in text
   assert '| linear_probe | pre-trained | not reached | 1.0 TFLOP | 12.4 s | 0.16% |' in text
   assert '| distill | new | not reached | 1.0 TFLOP | 12.4 s | 12.5% | 390.6 KiB | - |' in text
@@ -227,4 +227,14 @@ def test_terminal_table_shape():
   lines = report.terminal_table(_records(), METHODS).splitlines()
   assert lines[0].split() == ['task', 'method', 'data', 'needed', 'acc@1', 'acc@10', 'acc@all']
   assert set(lines[1]) == {'-'} and len(lines) == 2 + 7
-  assert '35.0±5.0' in lines[2]
+  assert '35.0±7.1' in lines[2]
+
+
+def test_one_seed_cells_show_no_std_and_unconverged_cells_are_marked():
+  rising = dict(_record('related', 'lora', 10, 0, 0.7), still_rising=True)
+  flat = dict(_record('related', 'scratch', 10, 0, 0.5), still_rising=False)
+  text = report.markdown([rising, flat], METHODS)
+  assert '| 70.0 ↑ |' in text and '| 50.0 |' in text
+  assert '±' not in text.split('\n## Task')[1]  # one seed: no "± 0.0" that reads as no spread
+  two = [rising, dict(_record('related', 'lora', 10, 1, 0.8), still_rising=False)]
+  assert '| 75.0 ± 7.1 ↑ |' in report.markdown(two, METHODS)

@@ -22,7 +22,8 @@ import ml_collections
 from etils import epath
 
 from jaxadapt import config as config_lib, data, fast_probe, train as train_lib
-from jaxadapt.bench import matrix, results, suite as suite_lib
+from jaxadapt.bench import convergence, matrix, results, suite as suite_lib
+from jaxadapt.metrics import read_metrics
 
 # The summary.json fields every record carries.
 SUMMARY_KEYS = (
@@ -92,6 +93,8 @@ def run_suite(
       shutil.rmtree(workdir)  # a half-finished run from a crash restarts cleanly
     t0 = time.perf_counter()
     summary = _train_run(config, workdir)
+    if (workdir / 'metrics.jsonl').exists():
+      summary['val_curve'] = convergence.val_curve(read_metrics(workdir))
     done[name] = _record(run, config, summary, time.perf_counter() - t0)
     results.append(results_path, done[name])
     if name not in referenced:
@@ -139,6 +142,14 @@ def _record(run: dict, config: ml_collections.ConfigDict, summary: dict, wall: f
       'pretrained': bool(config.init.checkpoint),
       'test_accuracy': summary.get('test/accuracy'),
       'val_accuracy': summary.get('val/accuracy'),
+      # A fast probe is solved to tolerance: nothing to rise. None: too few evals to tell.
+      'val_curve': summary.get('val_curve', []),
+      'still_rising': (
+          False
+          if config.adapt.fast_probe
+          else convergence.still_rising(summary.get('val_curve', []), summary['steps'])
+      ),
+      **{k: summary[k] for k in summary if k.startswith('probe/l2')},
       'wall_seconds': wall,
       'config': json.loads(json.dumps(config.to_dict(), default=str)),
       **{k: summary[k] for k in SUMMARY_KEYS},

@@ -9,13 +9,14 @@ report.md.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from jaxadapt.bench import results
+from jaxadapt.bench import results, selection
 from jaxadapt.bench.reports import common
 from jaxadapt.errors import UserError
 
@@ -79,14 +80,15 @@ def aggregate(records: Iterable[dict], methods: Sequence[str] = ()) -> list[dict
   Rows are sorted by task, then method in the order `methods` lists them, then data size.
   """
   groups: dict[tuple, list[dict]] = {}
-  for r in _adaptation_runs(records):
+  chosen, _ = selection.select(_adaptation_runs(records))  # test accuracy of chosen points only
+  for r in chosen:
     groups.setdefault((r['task'], r['method'], r['examples_per_class']), []).append(r)
   rows = []
   method_key = _method_key(methods)
   for key in sorted(groups, key=lambda k: (k[0], method_key(k[1]), _size_key(k[2]))):
     task, method, size = key
     rs = sorted(groups[key], key=lambda r: r['seed'])  # fixed summation order
-    acc = np.array([float(r['test_accuracy']) for r in rs])
+    mean, std, _ = common.stats([float(r['test_accuracy']) for r in rs])
     fraction = [
         float(r['trainable_params']) / float(r['total_params'])
         for r in rs
@@ -97,8 +99,10 @@ def aggregate(records: Iterable[dict], methods: Sequence[str] = ()) -> list[dict
             'task': task,
             'method': method,
             'examples_per_class': size,
-            'test_accuracy_mean': float(acc.mean()),
-            'test_accuracy_std': float(acc.std(ddof=0)),
+            'test_accuracy_mean': mean,
+            'test_accuracy_std': std,  # sample std (ddof=1); 0 for one seed
+            # Val accuracy still rising over the last fifth of the steps, in any seed.
+            'still_rising': any(bool(r.get('still_rising')) for r in rs),
             'train_flops': _mean(rs, 'train_flops'),
             'wall_seconds': _mean(rs, 'wall_seconds'),
             'examples_seen': _mean(rs, 'examples_seen'),
@@ -185,10 +189,17 @@ def _task_tables(
   return tables
 
 
+RISING = ' ↑'  # marks a cell whose val accuracy was still rising at the end
+
+
 def _fmt_acc(cell: dict | None, sep: str = ' ± ') -> str:
+  """Mean, then ± sample std when there is more than one seed, then the unconverged mark."""
   if cell is None:
     return '-'
-  return f"{100 * cell['test_accuracy_mean']:.1f}{sep}{100 * cell['test_accuracy_std']:.1f}"
+  text = f"{100 * cell['test_accuracy_mean']:.1f}"
+  if cell['n_seeds'] > 1:
+    text += f"{sep}{100 * cell['test_accuracy_std']:.1f}"
+  return text + (RISING if cell.get('still_rising') else '')
 
 
 def _upstream_lines(records: Iterable[dict]) -> list[str]:
@@ -220,13 +231,16 @@ def markdown(records: Iterable[dict], methods: Sequence[str] = (), threshold: fl
       f'FLOPs of one train step (XLA cost analysis) x the number of steps; compute, time, '
       f'trainable share of the parameters and optimizer state are seed means at the '
       f"method's largest data size. The numbered columns are test accuracy (%), mean ± "
-      f'std over seeds, at that many examples per class.',
+      f'sample std (ddof=1) over seeds (no ± for one seed), at that many examples per class; '
+      f'{RISING.strip()} marks a cell whose validation accuracy was still rising over the last '
+      f'fifth of its steps in some seed (not converged: a longer budget could change it).',
       '',
       f'{len(runs)} run{"s" * (len(runs) != 1)}, {len(seeds)} seed{"s" * (len(seeds) != 1)} '
       f'({", ".join(str(s) for s in seeds) or "none"}).',
       '',
   ]
   out += _upstream_lines(records)
+  out += ['', *_selection_lines(runs, methods)]
   for task, table in tables.items():
     sizes = table['sizes']
     head = [
@@ -264,6 +278,37 @@ def markdown(records: Iterable[dict], methods: Sequence[str] = (), threshold: fl
   if not tables:
     out += ['', 'No adaptation runs in this results file.']
   return '\n'.join(out) + '\n'
+
+
+def _selection_lines(runs: list[dict], methods: Sequence[str]) -> list[str]:
+  """What was tuned on validation and what was chosen, or that nothing was."""
+  _, choices = selection.select(runs)
+  tuned = [c for c in choices if len(c['scores']) > 1]
+  if not tuned:
+    return [
+        'Settings: one-point grid (each method at its default settings; nothing was selected '
+        'on validation).'
+    ]
+  key = _method_key(methods)
+  tuned.sort(key=lambda c: (c['task'], key(c['method']), _size_key(c['examples_per_class'])))
+  lines = [
+      'Settings chosen on the validation split (best mean val accuracy over seeds; test accuracy '
+      'is reported for the chosen setting only):',
+      '',
+      '| task | method | size | chosen | val accuracy per setting |',
+      '|---|---|---|---|---|',
+  ]
+  for c in tuned:
+    chosen = ', '.join(f'{k}={v}' for k, v in c['chosen'].items())
+    scores = '; '.join(
+        f"{', '.join(f'{k}={v}' for k, v in json.loads(p).items())}: {100 * s:.1f}"
+        for p, s in c['scores'].items()
+    )
+    lines.append(
+        f"| {c['task']} | {c['method']} | {_size_label(c['examples_per_class'])} | {chosen} "
+        f'| {scores} |'
+    )
+  return lines
 
 
 def terminal_table(
