@@ -12,8 +12,8 @@ Every method but scratch and the students starts from the upstream run's checkpo
 (`{run:upstream}`), and every method gets the same step budget for a data size. The
 student (a ~8x smaller CNN) trains alone and taught by the full_ft run of the same task,
 size and seed. Budgets: every method at a data size gets the same steps of batch 64 (20
-epochs, clipped to [100, 2000] steps; quick: [100, 600]) and evaluates 5 times, so the report
-marks cells still improving at the end. Arguments: quick (sizes 10 and all, one seed); tiny (a
+epochs, clipped to [40, 300] steps) and evaluates 5 times, so the report marks cells still
+improving at the end. Arguments: quick (sizes 10 and all, one seed); tiny (a
 couple of steps per run on a tiny model, for tests).
 """
 
@@ -96,10 +96,11 @@ def get_suite(arg=None):
     steps = dict(epochs=1.0, min=2, max=2)
   else:
     sizes, seeds = ((10, 0), (0,)) if arg.quick else ((1, 10, 100, 1000, 0), (0, 1, 2))
-    # The budget rule (matrix.steps_for): 20 epochs of the subset, at least 100 steps and at
-    # most 2000 (4.7 epochs of the 27.5k related images, where 300 steps was under one).
-    # Quick caps at 600 steps to fit its time; its report marks the cells that did not converge.
-    steps = dict(epochs=20.0, min=100, max=600 if arg.quick else 2000, evals=5)
+    # The budget rule (matrix.steps_for): 20 epochs of the subset clipped to [40, 300] steps,
+    # the budget of the published tables; the report marks the cells still improving at the
+    # end (at 300 steps, "all" is under one epoch of the 27.5k related images: issue 14 raises
+    # it once the full suite is re-measured).
+    steps = dict(epochs=20.0, min=40, max=300, evals=5)
   s.matrix = dict(
       tasks=tasks,
       methods=methods,
