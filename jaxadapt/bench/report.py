@@ -7,12 +7,12 @@ the same results file always gives a byte-identical `report.md`.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from typing import Any, Iterable
 
 import numpy as np
+from jaxadapt.bench import results
 from jaxadapt.errors import UserError
 
 METHOD_ORDER = (
@@ -31,24 +31,14 @@ _REQUIRED = ('task', 'method', 'examples_per_class', 'seed', 'test_accuracy')
 
 
 def load_results(path: str | os.PathLike) -> list[dict]:
-  """Reads one JSON object per line; blank lines are skipped."""
+  """The records of a results file (`results.read`: a torn last line is dropped), checked."""
   if not os.path.exists(path):
     raise UserError(f'no results file {path}: run `jaxadapt bench --suite ... --out DIR` first')
-  records = []
-  with open(path, encoding='utf-8') as f:
-    for lineno, line in enumerate(f, start=1):
-      if not line.strip():
-        continue
-      try:
-        record = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise UserError(f'{path}:{lineno}: malformed JSON ({e.msg})') from None
-      if not isinstance(record, dict):
-        raise UserError(f'{path}:{lineno}: expected a JSON object, got {type(record).__name__}')
-      missing = [k for k in _REQUIRED if k not in record]
-      if missing:
-        raise UserError(f'{path}:{lineno}: record lacks {", ".join(missing)}')
-      records.append(record)
+  records = results.read(path)
+  for i, record in enumerate(records, start=1):
+    missing = [k for k in _REQUIRED if k not in record]
+    if missing:
+      raise UserError(f'{path}: record {i} lacks {", ".join(missing)}')
   return records
 
 

@@ -24,7 +24,7 @@ from typing import Callable
 import numpy as np
 from etils import epath
 
-from jaxadapt.bench import report, runner
+from jaxadapt.bench import report, results
 from jaxadapt.errors import UserError
 
 VARIANTS = ('baseB', 'BnB', 'BnB+', 'AnB', 'AnB+')  # the paper's order and names
@@ -42,7 +42,7 @@ def write_report(results_dir: str | os.PathLike) -> tuple[str, list[str]]:
     meta = json.load(f)
   if meta['report'] not in KINDS:
     raise UserError(f"suite.json: unknown report '{meta['report']}'; known: {', '.join(KINDS)}")
-  records = report.latest(runner.read_results(epath.Path(out) / 'results.jsonl'))
+  records = report.latest(results.read(epath.Path(out) / 'results.jsonl'))
   text, plots = KINDS[meta['report']](records, meta, out)
   title = meta.get('title') or meta['report']
   quick = (

@@ -29,7 +29,7 @@ import ml_collections
 from etils import epath
 
 from jaxadapt import config as config_lib
-from jaxadapt.bench import runner
+from jaxadapt.bench import results, runner
 
 REQUIRED = ('runs', 'report')
 _REF = re.compile(r'\{run:([^}]+)\}')
@@ -125,7 +125,7 @@ def run_suite(
   out_dir.mkdir(parents=True, exist_ok=True)
   meta_path.write_text(json.dumps(meta, indent=1, sort_keys=True) + '\n')
 
-  done = {r['cell']: r for r in runner.read_results(results_path)}
+  done = {r['cell']: r for r in results.read(results_path)}
   referenced = {ref for run in suite.runs for ref in _refs(run)}
   remaining = [run for run in suite.runs if run['name'] not in done]
   log(

@@ -24,6 +24,7 @@ import ml_collections
 from etils import epath
 
 from jaxadapt import config as config_lib, data, fast_probe, train as train_lib
+from jaxadapt.bench import results
 from jaxadapt.errors import UserError
 
 KNOWN_METHODS = (
@@ -146,7 +147,7 @@ def run_suite(
   out_dir = epath.Path(out)
   out_dir.mkdir(parents=True, exist_ok=True)
   results_path = out_dir / 'results.jsonl'
-  done = {r['cell']: r for r in read_results(results_path)}
+  done = {r['cell']: r for r in results.read(results_path)}
   runs = out_dir / 'runs'
 
   upstream_dir = runs / 'upstream'
@@ -252,21 +253,8 @@ def run_cell(config, workdir: epath.Path, cell: str, info: dict, results_path) -
           )
       },
   }
-  with results_path.open('a') as f:
-    f.write(json.dumps(record, sort_keys=True) + '\n')
+  results.append(results_path, record)
   return record
-
-
-def read_results(path: epath.Path) -> list[dict]:
-  if not path.exists():
-    return []
-  out = []
-  for line in path.read_text().splitlines():
-    try:
-      out.append(json.loads(line))
-    except json.JSONDecodeError:
-      pass  # a line cut by a crash mid-write: that cell simply runs again
-  return out
 
 
 def _cell_id(task: str, method: str, size: int, seed: int) -> str:
