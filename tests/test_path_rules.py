@@ -47,7 +47,7 @@ def test_fullmatch_not_search():
 
 
 def test_fullmatch_not_prefix():
-  """Catches re.match (a prefix match): 'block1/.*' must not take block10, nor 'head' head/x."""
+  """Catches re.match (prefix: 'head' would take head/kernel) and re.search (any substring)."""
   paths = ['block1/kernel', 'block10/kernel', 'head', 'head/kernel']
   got = path_rules.match([('block1/.*', 'a'), ('head', 'b'), ('.*', 'c')], paths, 'x')
   assert got == {'block1/kernel': 'a', 'block10/kernel': 'c', 'head': 'b', 'head/kernel': 'c'}
