@@ -6,14 +6,18 @@ import pytest
 from jaxadapt import probe
 
 
-def _features(n_per_class=120, dim=6, seed=0):
-  """Three separable classes, with per-feature offsets and scales like real activations."""
+def _features(n_per_class=120, seed=0):
+  """Three classes told apart by tiny-scale features, beside large-scale noise features.
+
+  Real activations have per-feature offsets and scales; a head that is right only on
+  standardised features puts its weight on the noise once applied to raw ones.
+  """
   rng = np.random.default_rng(seed)
-  centres = rng.normal(0, 3, (3, dim))
   labels = np.repeat(np.arange(3), n_per_class)
-  feats = centres[labels] + rng.normal(0, 0.5, (len(labels), dim))
-  offset, scale = rng.uniform(50, 100, dim), rng.uniform(0.01, 20, dim)
-  return (feats * scale + offset).astype(np.float32), labels
+  signal = rng.normal(0, 3, (3, 3))[labels] + rng.normal(0, 0.5, (len(labels), 3))
+  noise = rng.normal(0, 1, (len(labels), 3))
+  feats = np.concatenate([signal * 0.01 + 5.0, noise * 100.0 + 50.0], axis=1)
+  return feats.astype(np.float32), labels
 
 
 @pytest.mark.parametrize('kind', probe.KINDS)
