@@ -82,3 +82,17 @@ def test_unwritable_workdir(tmp_path, capsys):
   blocker.write_text('x')
   code, _, err = run(capsys, '--config', SMOKE, '--workdir', str(blocker / 'run'))
   assert code == 2 and 'cannot write to workdir' in err, err
+
+
+def test_a_tiny_run_learns(tmp_path, capsys):
+  """Catches gradient ascent, a no-op update or broken labels: loss falls, accuracy >> chance."""
+  wd = tmp_path / 'learn'
+  args = ['--config.num_steps=60', '--config.log_every=10', '--config.eval_every=60']
+  args.append('--config.optim.lr=0.01')
+  code, _, err = run(capsys, '--config', SMOKE, '--workdir', str(wd), *args)
+  assert code == 0, err
+  records = read_metrics(wd)
+  losses = [r['train/loss'] for r in records if 'train/loss' in r]
+  assert losses[-1] < 0.7 * losses[0], losses
+  (final,) = [r for r in records if 'test/accuracy' in r]
+  assert final['test/accuracy'] > 0.4, final  # 10 classes: chance is 0.1
