@@ -27,6 +27,7 @@ from etils import epath
 from jaxadapt.errors import UserError
 
 CORRUPT_DIR = 'corrupt_checkpoints'
+DIVERGED_DIR = 'diverged_checkpoints'
 
 
 class CheckpointError(UserError):
@@ -105,28 +106,47 @@ class Checkpointer:
       )
     return like, None
 
+  def discard_from(self, step: int) -> tuple[list[int], int | None]:
+    """Moves every checkpoint of `step` or later to `<workdir>/diverged_checkpoints/`.
+
+    Returns (moved steps, the latest step left). For a run that diverged at step s the
+    state saved after step s - 1 is the one that produced the non-finite values.
+    """
+    self.manager.wait_until_finished()
+    moved = [s for s in sorted(self.manager.all_steps()) if s >= step]
+    self._move_aside(moved, DIVERGED_DIR)
+    return moved, self.manager.latest_step()
+
   def _set_aside(self, bad: list[tuple[int, Exception]], outcome: str) -> None:
     """Moves unreadable steps out of the manager's sight, so those steps can be saved again."""
-    if not bad:
-      return
+    targets = self._move_aside([step for step, _ in bad], CORRUPT_DIR)
+    for (step, error), target in zip(bad, targets):
+      warn(
+          f'checkpoint step {step} is unreadable ({_first_line(error)}); {outcome} '
+          f'(the bad step is now {target})'
+      )
+
+  def _move_aside(self, steps: list[int], folder: str) -> list[epath.Path]:
+    """Renames step directories into `<workdir>/<folder>/` (process 0); returns the targets."""
+    if not steps:
+      return []
+    aside = self.directory.parent / folder
+    targets = []
+    for step in steps:
+      target, n = aside / str(step), 1
+      while target.exists():
+        target, n = aside / f'{step}.{n}', n + 1
+      targets.append(target)
     if jax.process_index() == 0:
-      corrupt = self.directory.parent / CORRUPT_DIR
-      corrupt.mkdir(parents=True, exist_ok=True)
-      for step, error in bad:
-        target = corrupt / str(step)
-        n = 1
-        while target.exists():
-          target, n = corrupt / f'{step}.{n}', n + 1
+      aside.mkdir(parents=True, exist_ok=True)
+      for step, target in zip(steps, targets):
         (self.directory / str(step)).rename(target)
-        warn(
-            f'checkpoint step {step} is unreadable ({_first_line(error)}); {outcome} '
-            f'(the bad step is now {target})'
-        )
     if jax.process_count() > 1:
       from jax.experimental import multihost_utils
 
-      multihost_utils.sync_global_devices('jaxadapt_corrupt_checkpoints_moved')
+      multihost_utils.sync_global_devices(f'jaxadapt_checkpoints_moved_to_{folder}')
     self.manager.reload()
+    return targets
 
   def close(self) -> None:
     self.manager.wait_until_finished()

@@ -3,7 +3,9 @@
 The step's metrics stay on the device until the loop needs them (log, eval or save
 steps), so checking costs no extra host round trip per step; the error still names the
 first bad step. A non-finite gradient norm counts too: that update already spoiled the
-parameters even if the loss printed for that step was finite.
+parameters even if the loss printed for that step was finite. A state is saved only after
+its step's values were checked, and the checkpoint whose parameters produced the first
+bad values is moved aside, so the latest checkpoint is always one a rerun can resume from.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any, Sequence
 
 import jax
 
+from jaxadapt.checkpoint import DIVERGED_DIR
 from jaxadapt.errors import UserError
 
 WATCHED = ('loss', 'grad_norm')
@@ -37,21 +40,21 @@ def first_nonfinite(
   return None
 
 
-def check(
-    pending: Sequence[dict[str, Any]], first_step: int, last_saved: int | None, lr: float
-) -> None:
-  """Raises DivergedError if any pending step's loss or gradient norm is not finite."""
+def check(pending: Sequence[dict[str, Any]], first_step: int, ckpt, lr: float) -> None:
+  """Raises DivergedError if any pending step's loss or gradient norm is not finite.
+
+  The parameters saved after the step before the bad one produced the bad values (with
+  the same batch they produce them again, whatever the new lr), so that checkpoint and any
+  later one are moved aside first: the latest checkpoint left is one to resume from.
+  """
   bad = first_nonfinite(pending, first_step)
   if bad is None:
     return
   step, name, value = bad
-  kept = (
-      f'the latest checkpoint is still step {last_saved}'
-      if last_saved
-      else 'no checkpoint was saved'
-  )
-  rerun = f'resume from step {last_saved}' if last_saved else 'start over'
+  moved, latest = ckpt.discard_from(step - 1)
+  aside = f'; checkpoint {moved[-1]} moved to {DIVERGED_DIR}/' if moved else ''
+  resume = f'resume from step {latest} (the latest checkpoint)' if latest else 'start over'
   raise DivergedError(
-      f'training diverged: train/{name} is {value} at step {step}; stopped without saving '
-      f'it ({kept}); lower optim.lr (now {lr:g}) or set optim.grad_clip, then rerun to {rerun}'
+      f'training diverged: train/{name} is {value} at step {step}{aside}; lower optim.lr '
+      f'(now {lr:g}) or set optim.grad_clip, then rerun to {resume}'
   )

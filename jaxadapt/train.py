@@ -173,7 +173,7 @@ def _train(config, workdir, lock: workdir_lock.WorkdirLock, quiet: bool) -> dict
       if logging_now or evaluating or stopping or ckpt.due(step, force=is_last):
         # Before anything reads or saves this state: a NaN model is never checkpointed.
         first = step - len(pending) + 1
-        divergence.check(pending[checked:], first + checked, ckpt.latest_step(), config.optim.lr)
+        divergence.check(pending[checked:], first + checked, ckpt, config.optim.lr)
         checked = len(pending)
       if logging_now:
         means = {
