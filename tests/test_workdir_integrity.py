@@ -261,7 +261,7 @@ def _empty_the_step(step_dir):
   step_dir.mkdir()
 
 
-DAMAGE = [_delete_a_data_file, _truncate_data_files, _garble_metadata, _empty_the_step]
+DAMAGE = [_delete_a_data_file, _truncate_a_data_file, _garble_metadata, _empty_the_step]
 
 
 @pytest.mark.parametrize('damage', DAMAGE, ids=lambda f: f.__name__.strip('_'))
