@@ -237,19 +237,18 @@ def test_summary_json_is_strict_json(tmp_path):
 # ---------------------------------------------------------- a corrupt latest checkpoint
 
 
-def _data_files(step_dir):
-  return sorted(
-      p for p in (step_dir / 'default').rglob('*') if p.is_file() and p.parent.name == 'd'
-  )
+def _largest_data_file(step_dir):
+  """The biggest OCDBT data file: array chunks (the small ones index them, or hold metadata)."""
+  return max((step_dir / 'default' / 'ocdbt.process_0' / 'd').iterdir(), key=os.path.getsize)
 
 
 def _delete_a_data_file(step_dir):
-  _data_files(step_dir)[0].unlink()
+  _largest_data_file(step_dir).unlink()
 
 
-def _truncate_data_files(step_dir):
-  for p in _data_files(step_dir):
-    p.write_bytes(p.read_bytes()[: p.stat().st_size // 3])
+def _truncate_a_data_file(step_dir):
+  path = _largest_data_file(step_dir)
+  path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
 
 
 def _garble_metadata(step_dir):
