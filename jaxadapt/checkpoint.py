@@ -247,7 +247,10 @@ def _describe(bad: list[tuple[int, Exception]]) -> str:
 
 def _first_line(error: Exception) -> str:
   text = str(error).strip().splitlines()
-  return f'{type(error).__name__}: {text[0][:200]}' if text else type(error).__name__
+  if not text:
+    return type(error).__name__
+  text = text[0].split(' See full TensorStore details')[0]  # the rest is a repr of its spec
+  return f'{type(error).__name__}: {text[:160]}'
 
 
 @contextlib.contextmanager
