@@ -29,7 +29,6 @@ class StopRequest:
   """
 
   def __init__(self):
-    self.stopped = False
     self._flag = False
     self._old = {}
     self._agreed = jax.process_count() > 1 and _preemption_service_running()
@@ -59,11 +58,8 @@ class StopRequest:
     if self._agreed:
       from jax.experimental import multihost_utils
 
-      hit = multihost_utils.reached_preemption_sync_point(step)
-    else:
-      hit = self._flag
-    self.stopped = self.stopped or hit
-    return hit
+      return multihost_utils.reached_preemption_sync_point(step)
+    return self._flag
 
   def restore(self) -> None:
     for sig, handler in self._old.items():

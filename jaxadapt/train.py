@@ -149,6 +149,7 @@ def _train(config, workdir, lock: workdir_lock.WorkdirLock, quiet: bool) -> dict
   final: dict[str, Any] = {}
   pending: list[dict] = []
   checked = 0  # pending[:checked] are known finite
+  interrupted = False
   bar = tqdm(
       total=total_steps,
       initial=start,
@@ -191,6 +192,7 @@ def _train(config, workdir, lock: workdir_lock.WorkdirLock, quiet: bool) -> dict
           bar.write(f'step {step}: ' + ' '.join(f'{k}={v:.4f}' for k, v in final.items()))
       ckpt.maybe_save(step, state, force=is_last)
       if stopping:
+        interrupted = True
         ckpt.maybe_save(step, state, force=True)
         if jax.process_index() == 0:  # even with --quiet: the user must know how to continue
           print(
@@ -212,7 +214,7 @@ def _train(config, workdir, lock: workdir_lock.WorkdirLock, quiet: bool) -> dict
     ckpt.close()
     writer.close()
     stop.restore()
-  if jax.process_index() == 0 and not stop.stopped:
+  if jax.process_index() == 0 and not interrupted:
     summary = cost.run_summary(
         config,
         steps=total_steps,
