@@ -33,12 +33,12 @@ def export(workdir: str, out: str, mode: str = 'merged') -> dict[str, np.ndarray
   if not config_path.exists():
     raise ExportError(f'{workdir} has no config.json: is it a jaxadapt workdir?')
   config = json.loads(config_path.read_text())
+  trainable = _trainable_paths(wd) if mode == 'adapters' else None
   params = checkpoint.restore_params(wd)
   if mode == 'merged':
     params = lora.merge(params, config.get('adapt', {}).get('lora', {}).get('alpha', 1.0))
   flat = {k: np.asarray(v) for k, v in param_tree.flatten(params).items()}
   if mode == 'adapters':
-    trainable = _trainable_paths(wd)
     flat = {k: v for k, v in flat.items() if k in trainable}
   save_flat(flat, out)
   return flat
@@ -61,6 +61,20 @@ def save_flat(flat: dict[str, np.ndarray], out: str) -> None:
 
 
 def _trainable_paths(wd: epath.Path) -> set[str]:
-  """The trainable paths the trainer recorded in the workdir's params.json."""
-  table = json.loads((wd / 'params.json').read_text())
-  return {path for path, row in table.items() if row['trainable']}
+  """The trainable paths the trainer recorded in params.json; an error if nothing was frozen.
+
+  Adapters are what a parameter-efficient run (LoRA, BitFit, a probe) adds to its frozen
+  base; a run that trained every parameter has none, and its "adapters" would be the
+  whole model, which `--mode full` writes under its true name.
+  """
+  path = wd / 'params.json'
+  if not path.exists():
+    raise ExportError(f'{wd} has no params.json: is it a finished jaxadapt run?')
+  table = json.loads(path.read_text())
+  trainable = {p for p, row in table.items() if row['trainable']}
+  if len(trainable) == len(table):
+    raise ExportError(
+        f'{wd} trained every parameter (no LoRA or other frozen base), so it has no adapters; '
+        f'use --mode full (or merged) to export the whole model'
+    )
+  return trainable

@@ -20,6 +20,11 @@ import ml_collections
 import numpy as np
 
 from jaxadapt import cost, data, experiment, methods, sharding, step as step_lib
+from jaxadapt.errors import UserError
+
+
+class PerfError(UserError):
+  """A `jaxadapt perf` request that cannot be measured."""
 
 
 def measure(config: ml_collections.ConfigDict, method: str, steps: int = 10) -> dict[str, Any]:
@@ -84,6 +89,8 @@ def run(
     steps: int = 10,
     log=print,
 ) -> list[dict[str, Any]]:
+  if steps < 1:
+    raise PerfError(f'perf --steps {steps}: the number of timed steps must be >= 1 (e.g. 10)')
   rows = []
   for name in method_names:
     if name == 'scratch':

@@ -27,24 +27,45 @@ class PretrainedError(UserError):
   """The checkpoint does not fit the model; the message names the parameter."""
 
 
-def read_flat(path: str) -> dict[str, np.ndarray]:
-  """Reads any supported checkpoint into {'a/b/c': numpy array}."""
+def read_flat(path: str, what: str = 'init.checkpoint') -> dict[str, np.ndarray]:
+  """Reads any supported checkpoint into {'a/b/c': numpy array}; `what` names the config key."""
   p = epath.Path(path)
   if not p.exists():
+    if what == 'init.adapters':
+      raise PretrainedError(
+          f'init.adapters not found: {path}; write it with `jaxadapt export --workdir '
+          f'<lora run> --out {path} --mode adapters` or fix the path'
+      )
     raise PretrainedError(
-        f'init.checkpoint not found: {path}; train the upstream model first '
+        f'{what} not found: {path}; train the upstream model first '
         f'(e.g. jaxadapt train --config configs/fashion_mnist/pretrain.py '
         f'--workdir {path}) or point checkpoint= at a .npz/.safetensors file'
     )
-  if p.suffix == '.npz':
-    with p.open('rb') as f, np.load(f) as z:
-      return {k: np.asarray(z[k]) for k in z.files}
-  if p.suffix == '.safetensors':
-    from safetensors.numpy import load
-
-    return dict(load(p.read_bytes()))
+  if p.suffix in ('.npz', '.safetensors'):
+    try:
+      return _read_tensor_file(p)
+    except Exception as e:  # pylint: disable=broad-except (numpy/zipfile/safetensors differ)
+      raise PretrainedError(
+          f'{what}={path} is not a readable {p.suffix} file of named arrays '
+          f'({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""}); '
+          f'write it with `jaxadapt export` or numpy.savez / safetensors.numpy.save_file'
+      ) from None
+  if not p.is_dir():
+    raise PretrainedError(
+        f'{what}={path} is not a checkpoint: use a jaxadapt workdir, an Orbax checkpoint '
+        f'directory, a .npz or a .safetensors file'
+    )
   params = checkpoint.restore_params(p)
   return {k: np.asarray(v) for k, v in param_tree.flatten(params).items()}
+
+
+def _read_tensor_file(p: epath.Path) -> dict[str, np.ndarray]:
+  if p.suffix == '.npz':
+    with p.open('rb') as f, np.load(f, allow_pickle=False) as z:
+      return {k: np.asarray(z[k]) for k in z.files}
+  from safetensors.numpy import load
+
+  return dict(load(p.read_bytes()))
 
 
 def rename(flat: Mapping[str, np.ndarray], name_map: Sequence[tuple[str, str]]) -> dict:
@@ -182,7 +203,7 @@ def overlay(params: Any, path: str) -> Any:
   Unlike `load_into`, every tensor in the file must land somewhere: an adapter
   that matches no parameter means the wrong base model or LoRA rules.
   """
-  source = read_flat(path)
+  source = read_flat(path, 'init.adapters')
   target = param_tree.flatten(params)
   for name, value in source.items():
     if name not in target:

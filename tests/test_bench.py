@@ -5,6 +5,7 @@ The report must be the one the code before the unified engine wrote (tests/golde
 
 import json
 import pathlib
+import shutil
 
 import pytest
 
@@ -85,6 +86,20 @@ def test_rerun_skips_finished_runs(results, capsys):
   assert cli.main(['bench', '--suite', TINY, '--out', str(results), '--quick']) == 0
   assert '13 runs, 13 already done, 0 to run' in capsys.readouterr().out
   assert (results / 'results.jsonl').read_text() == before
+
+
+def test_a_torn_last_record_is_dropped_and_its_cell_runs_again(results, tmp_path, capsys):
+  """Catches a crash mid-write breaking every later bench and report ('malformed JSON')."""
+  out = tmp_path / 'results'
+  shutil.copytree(results, out)
+  path = out / 'results.jsonl'
+  lines = path.read_text().splitlines(keepends=True)
+  path.write_text(''.join(lines[:-1]) + lines[-1][: len(lines[-1]) // 2])
+  capsys.readouterr()
+  assert cli.main(['bench', '--suite', TINY, '--out', str(out), '--quick']) == 0
+  assert ', 1 to run' in capsys.readouterr().out
+  assert [r['cell'] for r in bench_records(out)] == [json.loads(l)['cell'] for l in lines]
+  assert cli.main(['report', str(out)]) == 0
 
 
 def test_report_regenerates_identical_tables(results, capsys):

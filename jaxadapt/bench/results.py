@@ -1,8 +1,9 @@
-"""The results file of a suite: `results.jsonl`, one JSON record per finished run.
+"""`results.jsonl`: one JSON record per finished run, safe against crashes mid-write.
 
-A record is written in one `write` call ending in a newline, so a crash can only leave a
-last line without its newline: readers skip that line and the next append drops it. Any
-other malformed line is an error that names the file and line.
+`append` writes a whole line with one `write` on an O_APPEND descriptor and fsyncs it,
+after cutting off a torn tail (a line without its newline, left by a crash mid-write),
+so a record never ends up glued to a torn one. `read` drops a torn last line (its run
+simply runs again) and refuses a malformed line anywhere else, naming file and line.
 """
 
 from __future__ import annotations
@@ -18,23 +19,24 @@ class ResultsError(UserError):
   """A results file that cannot be read; the message names the file and line."""
 
 
-def read(path: str | os.PathLike) -> list[dict]:
-  """The records of `path` in file order ([] if there is no such file)."""
+def read(path: str | os.PathLike) -> list[dict[str, Any]]:
+  """The records of `path` in file order ([] if it does not exist); a torn last line is dropped."""
   if not os.path.exists(path):
     return []
-  with open(path, encoding='utf-8') as f:
-    text = f.read()
-  lines = text.split('\n')
+  with open(path, 'rb') as f:
+    text = f.read().decode('utf-8', errors='replace')
+  complete = text.split('\n')[:-1]  # after the last newline: '' or a torn record, dropped
   records = []
-  for lineno, line in enumerate(lines, start=1):
+  for lineno, line in enumerate(complete, start=1):
     if not line.strip():
       continue
     try:
       record = json.loads(line)
     except json.JSONDecodeError as e:
-      if lineno == len(lines):  # no newline after it: a write cut by a crash; that run reruns
-        continue
-      raise ResultsError(f'{path}:{lineno}: malformed JSON ({e.msg})') from None
+      raise ResultsError(
+          f'{path}:{lineno}: malformed JSON ({e.msg}); delete that line and rerun: its run '
+          f'runs again'
+      ) from None
     if not isinstance(record, dict):
       raise ResultsError(f'{path}:{lineno}: expected a JSON object, got {type(record).__name__}')
     if 'cell' not in record:
@@ -44,18 +46,18 @@ def read(path: str | os.PathLike) -> list[dict]:
 
 
 def append(path: str | os.PathLike, record: dict[str, Any]) -> None:
-  """Appends one record as one line, first dropping a line cut short by a crash."""
-  line = json.dumps(record, sort_keys=True) + '\n'
-  if os.path.exists(path) and os.path.getsize(path):
-    with open(path, 'rb+') as f:
-      f.seek(-1, os.SEEK_END)
-      if f.read(1) != b'\n':  # a partial last record: keep everything up to its start
-        f.seek(0)
-        kept = f.read().rpartition(b'\n')
-        f.seek(0)
-        f.truncate(len(kept[0]) + len(kept[1]))
-  with open(path, 'a', encoding='utf-8') as f:
-    f.write(line)
+  """Appends one record as one line, durably; a torn tail from a crash is cut off first."""
+  line = (json.dumps(record, sort_keys=True) + '\n').encode('utf-8')
+  _truncate_torn_tail(path)
+  fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+  try:
+    written = os.write(fd, line)
+    if written != len(line):  # a short write (disk full): do not leave half a record behind
+      os.ftruncate(fd, os.fstat(fd).st_size - written)
+      raise OSError(f'short write to {path}: {written} of {len(line)} bytes')
+    os.fsync(fd)
+  finally:
+    os.close(fd)
 
 
 def latest(records: Iterable[dict]) -> list[dict]:
@@ -65,3 +67,27 @@ def latest(records: Iterable[dict]) -> list[dict]:
     by_cell.pop(r['cell'], None)  # re-insert so the order follows the last occurrence
     by_cell[r['cell']] = r
   return list(by_cell.values())
+
+
+def _truncate_torn_tail(path: str | os.PathLike) -> None:
+  if not os.path.exists(path):
+    return
+  with open(path, 'rb+') as f:
+    size = f.seek(0, os.SEEK_END)
+    if size == 0:
+      return
+    f.seek(size - 1)
+    if f.read(1) == b'\n':
+      return
+    # Find the end of the last complete line, reading backwards in blocks.
+    end, block = size, 1 << 16
+    while end > 0:
+      start = max(0, end - block)
+      f.seek(start)
+      chunk = f.read(end - start)
+      cut = chunk.rfind(b'\n')
+      if cut >= 0:
+        f.truncate(start + cut + 1)
+        return
+      end = start
+    f.truncate(0)

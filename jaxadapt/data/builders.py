@@ -8,6 +8,7 @@ import hashlib
 import logging
 import os
 import random
+import zlib
 from pathlib import Path
 from typing import Iterator
 
@@ -51,22 +52,36 @@ def default_data_dir() -> str:
   return os.path.expanduser('~/.cache/jaxadapt/tensorflow_datasets')
 
 
+_IDX_FIX = (
+    'reinstall it (`apt-get install --reinstall dataset-fashion-mnist`) or replace the file, '
+    'or set config.dataset.source_dir to a directory of good IDX files'
+)
+
+
 def read_idx(path: str | os.PathLike) -> np.ndarray:
   """Parse an IDX file (optionally gzipped) of unsigned bytes into a numpy array."""
   path = Path(path)
   opener = gzip.open if path.suffix == '.gz' else open
-  with opener(path, 'rb') as f:
-    data = f.read()
+  try:
+    with opener(path, 'rb') as f:
+      data = f.read()
+  except (EOFError, zlib.error, gzip.BadGzipFile) as e:  # truncated or garbled download
+    raise DataError(f'{path} is corrupt or truncated ({e}); {_IDX_FIX}') from None
   # Header: two zero bytes, a dtype code (0x08 = uint8), number of dims, then big-endian int32 dims.
   if len(data) < 4 or data[0] != 0 or data[1] != 0:
-    raise DataError(f'{path}: not an IDX file (bad magic number)')
+    raise DataError(f'{path}: not an IDX file (bad magic number); {_IDX_FIX}')
   if data[2] != 0x08:
     raise DataError(f'{path}: IDX dtype code {data[2]:#x} unsupported (only uint8, 0x08)')
   ndim = data[3]
+  if len(data) < 4 + 4 * ndim:
+    raise DataError(f'{path}: IDX header cut short (truncated?); {_IDX_FIX}')
   shape = tuple(int(d) for d in np.frombuffer(data, dtype='>i4', count=ndim, offset=4))
   offset = 4 + 4 * ndim
   if len(data) - offset != int(np.prod(shape)):
-    raise DataError(f'{path}: header says shape {shape} but payload has {len(data) - offset} bytes')
+    raise DataError(
+        f'{path}: header says shape {shape} but the payload has {len(data) - offset} bytes '
+        f'(truncated?); {_IDX_FIX}'
+    )
   return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(shape)
 
 

@@ -63,7 +63,58 @@ def _make_builder(name: str, data_dir: str, source_dir: str | None) -> tfds.core
     catalog = tfds.list_builders(with_community_datasets=False)
     if name.split(':')[0].split('/')[0] not in catalog:
       raise _unknown_name_error(name, catalog)
-    return tfds.builder(name, data_dir=data_dir, file_format='array_record')
+    builder = tfds.builder(name, data_dir=data_dir, file_format='array_record')
+    _check_prepared(builder, name, data_dir)
+    return builder
+
+
+def _check_prepared(builder: tfds.core.DatasetBuilder, name: str, data_dir: str) -> None:
+  """Catalog datasets are read, never downloaded: without network a download only hangs."""
+  if not builder.is_prepared():
+    raise DataError(
+        f"TFDS dataset '{name}' is not prepared in {builder.data_dir}; jaxadapt never downloads: "
+        f'where there is network run `tfds build {name} --data_dir DIR --file_format '
+        f'array_record` and copy DIR/{builder.name} into {data_dir} (or set '
+        f'--config.dataset.data_dir or $JAXADAPT_DATA_DIR to DIR)'
+    )
+  file_format = builder.info.file_format
+  if file_format is not None and file_format.value != 'array_record':
+    raise DataError(
+        f"TFDS dataset '{name}' in {builder.data_dir} is prepared as {file_format.value}, but "
+        f'jaxadapt reads array_record; rebuild it with `tfds build {name} --file_format '
+        f'array_record`'
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _prepared_builder(name: str, data_dir: str, source_dir: str | None) -> tfds.core.DatasetBuilder:
+  """The builder with its data on disk: local builders prepare (offline) once, catalog ones must be."""
+  builder = _make_builder(name, data_dir, source_dir)
+  if name in LOCAL_BUILDERS:
+    with _quiet_tfds():
+      builder.download_and_prepare()
+  return builder
+
+
+def _check_split(builder: tfds.core.DatasetBuilder, split: str, what: str) -> None:
+  """A split TFDS cannot read, or a slice that selects nothing, is a config error."""
+  try:
+    n = builder.info.splits[split].num_examples
+  except (ValueError, KeyError) as e:
+    raise DataError(f"{what}='{split}': {e}") from None
+  if n <= 0:
+    raise DataError(
+        f"{what}='{split}' selects no examples; a slice [start:end] needs start < end, "
+        f"e.g. 'train[:80%]' or 'train[100:200]'"
+    )
+
+
+def _split_key(dataset_cfg: Any, split: str) -> str:
+  """The config key a split string came from, for error messages."""
+  for key in ('train_split', 'val_split', 'test_split'):
+    if _get(dataset_cfg, key) == split:
+      return f'dataset.{key}'
+  return 'split'
 
 
 def _resolve(dataset_cfg: Any) -> tuple[str, str, str | None]:
@@ -77,17 +128,16 @@ def _resolve(dataset_cfg: Any) -> tuple[str, str, str | None]:
 def _materialise(
     name: str, split: str, data_dir: str, source_dir: str | None
 ) -> dict[str, np.ndarray]:
-  """Prepare (once, on disk) and read a whole split; cached per process, arrays read-only."""
-  builder = _make_builder(name, data_dir, source_dir)
-  with _quiet_tfds():
-    builder.download_and_prepare()
-    source = builder.as_data_source(split)
+  """Read a whole (checked) split of a prepared builder; cached per process, arrays read-only."""
+  builder = _prepared_builder(name, data_dir, source_dir)
   images, labels = [], []
-  # Batched reads are ~5x faster than indexing the ArrayRecord source one item at a time.
-  for start in range(0, len(source), _READ_CHUNK):
-    items = source.__getitems__(list(range(start, min(start + _READ_CHUNK, len(source)))))
-    images.append(np.stack([ex['image'] for ex in items]))
-    labels.append(np.asarray([ex['label'] for ex in items], dtype=np.int32))
+  with _quiet_tfds():  # also while decoding: catalog images warn once about OpenCV
+    source = builder.as_data_source(split)
+    # Batched reads are ~5x faster than indexing the ArrayRecord source one item at a time.
+    for start in range(0, len(source), _READ_CHUNK):
+      items = source.__getitems__(list(range(start, min(start + _READ_CHUNK, len(source)))))
+      images.append(np.stack([ex['image'] for ex in items]))
+      labels.append(np.asarray([ex['label'] for ex in items], dtype=np.int32))
   # Keep the builder's dtype: uint8 images, float32 MNIST-1D sequences.
   arrays = {'image': np.concatenate(images), 'label': np.concatenate(labels)}
   for array in arrays.values():
@@ -141,6 +191,7 @@ def load_split(dataset_cfg: Any, split: str) -> dict[str, np.ndarray]:
   Without subsetting the returned arrays are shared, read-only cache entries.
   """
   name, data_dir, source_dir = _resolve(dataset_cfg)
+  _check_split(_prepared_builder(name, data_dir, source_dir), split, _split_key(dataset_cfg, split))
   arrays = _materialise(name, split, data_dir, source_dir)
   num_classes, _ = _builder_meta(name, data_dir, source_dir)
   classes = tuple(int(c) for c in _get(dataset_cfg, 'classes', ()))

@@ -9,7 +9,6 @@ report.md.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from typing import Any, Callable, Iterable, Sequence
