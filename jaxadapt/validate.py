@@ -56,8 +56,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
       lambda v: v >= 0,
       '0 means: all examples',
   )
-  _check('adapt.probe_l2', config.adapt.probe_l2, '>= 0', lambda v: v >= 0)
-  _check('adapt.probe_epochs', config.adapt.probe_epochs, '>= 1', lambda v: v >= 1)
+  _check('adapt.probe_max_iter', config.adapt.probe_max_iter, '>= 1', lambda v: v >= 1)
+  _check('adapt.probe_tol', config.adapt.probe_tol, '> 0', lambda v: v > 0)
   _check('adapt.lora.alpha', config.adapt.lora.alpha, '> 0', lambda v: v > 0)
   if config.distill.teachers:
     d = config.distill

@@ -160,9 +160,9 @@ def test_layer_decay_exponents_stem_blocks_head(model, stem, blocks):
   """Catches layer decay off by one: block i of n gets d^(n+1-i), the stem d^(n+1), head 1."""
   from jaxadapt import config as config_lib
 
-  spec = f'{ROOT}/configs/fashion_mnist/full_ft.py:smoke,model={model},layer_decay=0.5'
+  spec = f'{ROOT}/configs/methods/full_ft.py:smoke,model={model},layer_decay=0.5'
   config = config_lib.load_config(spec)
-  kwargs = {**presets.MODELS[model]['kwargs'], **presets.TINY[model]}
+  kwargs = {**presets.MODELS[model]['kwargs'], **models.get_spec(model).smoke}
   net = models.build_model(presets.MODELS[model]['name'], 5, **kwargs)
   shapes = jax.eval_shape(net.init, jax.random.key(0), jnp.zeros((1, 28, 28, 1)))['params']
   flat = param_tree.flatten(shapes)
