@@ -26,16 +26,18 @@ Forward = Callable[..., jax.Array]
 
 
 def make_forward(model: nn.Module, lora_alpha: float = 1.0) -> Forward:
-  """`forward(params, images, train=, features_only=, rngs=)`; LoRA adapters merged in."""
+  """`forward(params, images, train=, features_only=, rngs=)`; LoRA adapters in factored form.
+
+  Adapters under `params['lora']` are applied as `layer(x) + (alpha/r) (x a) b` by the
+  layers themselves (lora.factored), never merged into the kernels.
+  """
 
   def forward(params, images, *, train=False, features_only=False, rngs=None):
-    return model.apply(
-        {'params': lora.merge(params, lora_alpha)},
-        images,
-        train=train,
-        features_only=features_only,
-        rngs=rngs,
-    )
+    base, adapters = lora.split(params)
+    with lora.factored(adapters, lora_alpha):
+      return model.apply(
+          {'params': base}, images, train=train, features_only=features_only, rngs=rngs
+      )
 
   return forward
 
