@@ -33,11 +33,16 @@ def base_config() -> ml_collections.ConfigDict:
   c.model = ml_collections.ConfigDict()
   c.model.name = 'cnn'
   c.model.kwargs = ml_collections.ConfigDict()  # constructor fields, e.g. widths, depth
+  # Compute dtype of the forward pass (float32 | bfloat16); parameters and optimizer state
+  # stay float32 (precision.py).
+  c.model.dtype = 'float32'
 
   # Which parameters train: ('train' | 'frozen') rules; the adaptation method is data.
   c.adapt = ml_collections.ConfigDict()
   c.adapt.method = 'scratch'  # a name for reports; behaviour comes from the fields below
   c.adapt.trainable = (('.*', 'train'),)
+  # Storage dtype of frozen parameters (float32 | bfloat16); trainable ones stay float32.
+  c.adapt.frozen_dtype = 'float32'
   c.adapt.lora = ml_collections.ConfigDict()
   c.adapt.lora.rules = ()  # (regex, rank) over kernel paths; empty = no LoRA
   c.adapt.lora.alpha = 16.0  # adapters scale by alpha / rank

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jaxadapt import data, lora, models, optim, param_tree, pretrained, sharding
+from jaxadapt import data, lora, models, optim, param_tree, precision, pretrained, sharding
 from jaxadapt import step as step_lib
 
 
@@ -53,7 +53,9 @@ def build(
   model = models.build_model(
       config.model.name, info['num_classes'], **config.model.kwargs.to_dict()
   )
-  forward = step_lib.make_forward(model, config.adapt.lora.alpha)
+  compute_dtype = precision.parse(config.model.dtype, 'model.dtype')
+  frozen_dtype = precision.parse(config.adapt.frozen_dtype, 'adapt.frozen_dtype')
+  forward = step_lib.make_forward(model, config.adapt.lora.alpha, compute_dtype)
   preprocess_train = data.make_preprocess(config.preprocess.train)
   preprocess_eval = data.make_preprocess(config.preprocess.eval)
   input_shape = data.output_shape(config.preprocess.train, info['image_shape'])
@@ -80,6 +82,9 @@ def build(
   params, specs, shapes = sharding.shard_params(params, config.mesh.param_rules, mesh)
   flat = param_tree.flatten(params)
   trainable = optim.trainable_mask(config.adapt.trainable, list(flat))
+  if frozen_dtype != jnp.float32:
+    flat = precision.store_frozen(flat, trainable, frozen_dtype)
+    params = param_tree.unflatten(flat)
   groups = optim.param_groups(config.optim, flat, trainable)
   table = param_tree.summary_table(
       flat,

@@ -18,26 +18,33 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxadapt import lora, param_tree
+from jaxadapt import lora, param_tree, precision
 
 Batch = Mapping[str, jax.Array]
 Preprocess = Callable[[jax.Array, jax.Array, bool], jax.Array]
 Forward = Callable[..., jax.Array]
 
 
-def make_forward(model: nn.Module, lora_alpha: float = 1.0) -> Forward:
-  """`forward(params, images, train=, features_only=, rngs=)`; LoRA adapters in factored form.
+def make_forward(
+    model: nn.Module, lora_alpha: float = 1.0, compute_dtype: Any = jnp.float32
+) -> Forward:
+  """`forward(params, images, train=, features_only=, rngs=)` -> float32 outputs.
 
   Adapters under `params['lora']` are applied as `layer(x) + (alpha/r) (x a) b` by the
-  layers themselves (lora.factored), never merged into the kernels.
+  layers themselves (lora.factored), never merged into the kernels. Floating parameters
+  and inputs are cast to `compute_dtype` (precision.py); outputs come back as float32.
   """
 
   def forward(params, images, *, train=False, features_only=False, rngs=None):
+    if compute_dtype != jnp.float32:
+      params = precision.cast_floating(params, compute_dtype)
+      images = precision.cast_floating(images, compute_dtype)
     base, adapters = lora.split(params)
     with lora.factored(adapters, lora_alpha):
-      return model.apply(
+      out = model.apply(
           {'params': base}, images, train=train, features_only=features_only, rngs=rngs
       )
+    return out.astype(jnp.float32)
 
   return forward
 
