@@ -83,6 +83,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.optim.schedule = 'cosine'  # cosine | constant | linear
   c.optim.warmup_steps = 0
   c.optim.warmup_fraction = 0.02  # used when warmup_steps is 0
+  # Gradient accumulation: each step runs batch_size / accumulate examples at a time and
+  # averages the gradients (one update, the whole batch's; activation memory of one part).
+  c.optim.accumulate = 1
   c.optim.grad_clip = 0.0  # global-norm clip over trainable params; 0 = off
   # (regex, value) rules over parameter paths, first match wins (path_rules.py).
   c.optim.lr_rules = (('.*', 1.0),)  # learning-rate multipliers

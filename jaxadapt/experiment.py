@@ -16,6 +16,7 @@ import numpy as np
 
 from jaxadapt import data, lora, models, optim, param_tree, precision, pretrained, sharding
 from jaxadapt import step as step_lib
+from jaxadapt.config import ConfigError
 
 
 @dataclasses.dataclass
@@ -50,6 +51,7 @@ def build(
     config: ml_collections.ConfigDict, mesh, info: dict, total_steps: int, log=lambda *a: None
 ) -> Experiment:
   """Model, initial parameters (fresh > pretrained > LoRA > adapters), rules and optimizer."""
+  check_accumulate(config.batch_size, config.optim.accumulate, mesh)
   model = models.build_model(
       config.model.name, info['num_classes'], **config.model.kwargs.to_dict()
   )
@@ -107,3 +109,13 @@ def build(
       specs=specs,
       shapes=shapes,
   )
+
+
+def check_accumulate(batch_size: int, accumulate: int, mesh) -> None:
+  """`optim.accumulate` must split the batch into equal micro-batches that the devices split."""
+  if accumulate < 1 or batch_size % accumulate:
+    raise ConfigError(
+        f'optim.accumulate={accumulate} must be >= 1 and divide batch_size={batch_size}; '
+        f'e.g. optim.accumulate=2 with batch_size={2 * max(batch_size // 2, 1)}'
+    )
+  sharding.check_batch_size(batch_size // accumulate, mesh, 'batch_size / optim.accumulate')

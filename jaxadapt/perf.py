@@ -33,7 +33,12 @@ def measure(config: ml_collections.ConfigDict, method: str, steps: int = 10) -> 
   exp = experiment.build(cfg, mesh, info, total_steps=1000)
   state = step_lib.init_state(exp.params, exp.tx)
   step_fn = step_lib.make_train_step(
-      exp.forward, exp.tx, exp.trainable, exp.preprocess_train, cfg.seed
+      exp.forward,
+      exp.tx,
+      exp.trainable,
+      exp.preprocess_train,
+      cfg.seed,
+      accumulate=cfg.optim.accumulate,
   )
   rng = np.random.default_rng(0)
   batch = {
@@ -43,6 +48,8 @@ def measure(config: ml_collections.ConfigDict, method: str, steps: int = 10) -> 
       'label': jnp.asarray(rng.integers(0, info['num_classes'], (cfg.batch_size,), dtype=np.int32)),
   }
   step_cost = cost.compiled_cost(step_fn, state, batch)
+  # XLA's cost analysis counts a loop body once: with accumulation, once per micro-batch.
+  step_flops = step_cost['flops'] * cfg.optim.accumulate
 
   def forward(params, images):
     return exp.forward(params, exp.preprocess_eval(images, jax.random.key(0), False))
@@ -66,10 +73,10 @@ def measure(config: ml_collections.ConfigDict, method: str, steps: int = 10) -> 
       'method': method,
       'model': cfg.model.name,
       'batch_size': cfg.batch_size,
-      'step_flops': step_cost['flops'],
+      'step_flops': step_flops,
       'forward_flops': fwd_cost['flops'],
       'head_backward_flops': head_bwd,
-      'step_over_forward_plus_head': step_cost['flops'] / (fwd_cost['flops'] + head_bwd),
+      'step_over_forward_plus_head': step_flops / (fwd_cost['flops'] + head_bwd),
       'median_step_s': statistics.median(times),
       'params': counts['total_params'],
       'trainable_params': counts['trainable_params'],
