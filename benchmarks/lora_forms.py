@@ -1,4 +1,5 @@
-"""LoRA forward forms on one model and batch: merged kernels, our interceptor, qwix.
+"""LoRA forward forms on one model and batch: merged kernels, factored (our interceptor,
+lora.factored), auto (factored where cheaper), and qwix's LoraProvider.
 
 Compiled FLOPs, peak bytes and median step time of one LoRA train step (rank 8 on the
 ViT's query/value/MLP kernels, Adam on adapters + head), beside full fine-tuning, in one
@@ -35,16 +36,6 @@ def build(method):
   return cfg, info, experiment.build(cfg, mesh, info, total_steps=1000)
 
 
-def merged_forward(model, alpha):
-  def forward(params, images, *, train=False, features_only=False, rngs=None):
-    merged = lora.merge(params, alpha)
-    return model.apply(
-        {'params': merged}, images, train=train, features_only=features_only, rngs=rngs
-    )
-
-  return forward
-
-
 def qwix_forward(model, alpha, rules):
   """qwix's LoraProvider over the same adapters, translated to its `<module>/kernel_lora_*`."""
   import qwix
@@ -55,7 +46,7 @@ def qwix_forward(model, alpha, rules):
   qmodel = qwix.apply_lora_to_model(model, provider)
 
   def forward(params, images, *, train=False, features_only=False, rngs=None):
-    base, pairs = lora.split(params)
+    base, pairs = lora.split(params, alpha, 'factored')
     flat = param_tree.flatten(base)
     for path, (a, b) in pairs.items():
       module = path.removesuffix('/kernel')
@@ -103,7 +94,7 @@ def measure(name, cfg, info, exp, forward, steps):
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument('--steps', type=int, default=5)
-  parser.add_argument('--forms', default='full_ft,merged,interceptor,qwix')
+  parser.add_argument('--forms', default='full_ft,merged,factored,auto,qwix')
   args = parser.parse_args()
   forms = args.forms.split(',')
   rows = []
@@ -116,10 +107,9 @@ def main():
     if form == 'full_ft':
       fcfg, finfo, fexp = build('full_ft')
       rows.append(measure(form, fcfg, finfo, fexp, fexp.forward, args.steps))
-    elif form == 'merged':
-      rows.append(measure(form, cfg, info, exp, merged_forward(model, alpha), args.steps))
-    elif form == 'interceptor':
-      rows.append(measure(form, cfg, info, exp, exp.forward, args.steps))
+    elif form in lora.FORMS:
+      fwd = step_lib.make_forward(model, alpha, lora_form=form)
+      rows.append(measure(form, cfg, info, exp, fwd, args.steps))
     elif form == 'qwix':
       fwd = qwix_forward(model, alpha, cfg.adapt.lora.rules)
       rows.append(measure(form, cfg, info, exp, fwd, args.steps))

@@ -46,6 +46,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.adapt.lora = ml_collections.ConfigDict()
   c.adapt.lora.rules = ()  # (regex, rank) over kernel paths; empty = no LoRA
   c.adapt.lora.alpha = 16.0  # adapters scale by alpha / rank
+  # factored: layer(x) + (x a) b, no kernel gradients; merged: W + a b; auto: factored where
+  # it costs fewer FLOPs (3 r (fan_in + fan_out) < fan_in fan_out), merged elsewhere (lora.py).
+  c.adapt.lora.form = 'auto'
   # Linear-probe fast path: backbone features computed once, head fitted on the cache.
   c.adapt.fast_probe = ''  # '' (off) | 'ridge' (closed form) | 'softmax' (SGD on features)
   c.adapt.probe_l2 = 1e-3  # ridge regularisation, relative to mean feature energy

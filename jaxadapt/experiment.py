@@ -57,7 +57,9 @@ def build(
   )
   compute_dtype = precision.parse(config.model.dtype, 'model.dtype')
   frozen_dtype = precision.parse(config.adapt.frozen_dtype, 'adapt.frozen_dtype')
-  forward = step_lib.make_forward(model, config.adapt.lora.alpha, compute_dtype)
+  forward = step_lib.make_forward(
+      model, config.adapt.lora.alpha, compute_dtype, config.adapt.lora.form
+  )
   preprocess_train = data.make_preprocess(config.preprocess.train)
   preprocess_eval = data.make_preprocess(config.preprocess.eval)
   input_shape = data.output_shape(config.preprocess.train, info['image_shape'])

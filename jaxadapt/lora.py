@@ -5,14 +5,20 @@ For a kernel W chosen by `adapt.lora.rules` (regex -> rank), the adapter pair li
 kernels (in, out) and conv kernels (kh, kw, in, out) both flatten to (fan_in, fan_out).
 `a` is random, `b` zero: at init the adapted model is exactly the base model.
 
-The forward never forms W + (alpha/r) a b. Inside `factored(adapters, alpha)` every
-flax Dense, DenseGeneral or Conv layer whose kernel has adapters returns
+Two forms of the same function, equal up to float rounding (tested):
 
-    layer(x) + (alpha / r) * (x a) b        (for a conv: conv(x, a reshaped) b)
+- factored: inside `factored(adapters, alpha)` every flax Dense, DenseGeneral or Conv layer
+  whose kernel has adapters returns `layer(x) + (alpha / r) (x a) b` (for a conv:
+  conv(x, a reshaped) b). The backward pass computes gradients for `a` and `b` from rank-r
+  activations and never the full (fan_in, fan_out) kernel gradient; frozen W gets none.
+- merged: the layer sees W + (alpha / r) a b, so the backward forms the kernel gradient
+  (fan_in x fan_out per output position) and projects it onto `a` and `b`.
 
-so the backward pass computes gradients for `a` and `b` from rank-r activations and never
-the full (fan_in, fan_out) kernel gradient; frozen W gets none. `merge` folds the adapters
-into the kernels (exports, teachers): the two are equal up to float rounding (tested).
+Per output position the factored path adds about 3 r (fan_in + fan_out) multiply-adds (its
+forward, and the backward's da, db and dx terms) where merging adds fan_in fan_out (the
+kernel gradient). `adapt.lora.form='auto'` factors a kernel only when that is cheaper: the
+ViT's 256 x 256 projections factor, a first conv with fan_in 9 merges. `merge` folds
+adapters into kernels for exports and teachers.
 """
 
 from __future__ import annotations
@@ -70,8 +76,13 @@ def merge(params: Mapping, alpha: float) -> Any:
   """Folds every adapter into its kernel (scale alpha / rank) and drops the `lora` subtree."""
   if 'lora' not in params:
     return params
-  out = dict(param_tree.flatten({k: v for k, v in params.items() if k != 'lora'}))
-  for path, (a, b) in adapter_pairs(params).items():
+  return _fold({k: v for k, v in params.items() if k != 'lora'}, adapter_pairs(params), alpha)
+
+
+def _fold(base: Mapping, pairs: Mapping[str, tuple[Any, Any]], alpha: float) -> dict:
+  """W + (alpha / r) a b for every (a, b) in `pairs`, reshaped to W's shape and dtype."""
+  out = dict(param_tree.flatten(base))
+  for path, (a, b) in pairs.items():
     scale = alpha / a.shape[-1]
     delta = (scale * (a.astype(jnp.float32) @ b.astype(jnp.float32))).reshape(out[path].shape)
     out[path] = (out[path].astype(jnp.float32) + delta).astype(out[path].dtype)
@@ -92,9 +103,37 @@ def adapter_pairs(params: Mapping) -> dict[str, tuple[Any, Any]]:
   }
 
 
-def split(params: Mapping) -> tuple[dict, dict[str, tuple[Any, Any]]]:
-  """Nested params -> (base params without `lora`, {kernel path: (a, b)})."""
-  return {k: v for k, v in params.items() if k != 'lora'}, adapter_pairs(params)
+FORMS = ('auto', 'factored', 'merged')
+
+
+def check_form(form: str) -> None:
+  if form not in FORMS:
+    raise LoRAError(f"unknown adapt.lora.form '{form}'; choose one of: {', '.join(FORMS)}")
+
+
+def factoring_is_cheaper(a: Any, b: Any) -> bool:
+  """3 r (fan_in + fan_out) < fan_in fan_out: the factored path's extra multiply-adds per
+  output position against the kernel gradient that merging computes."""
+  (fan_in, rank), fan_out = a.shape, b.shape[-1]
+  return 3 * rank * (fan_in + fan_out) < fan_in * fan_out
+
+
+def split(
+    params: Mapping, alpha: float, form: str = 'auto'
+) -> tuple[dict, dict[str, tuple[Any, Any]]]:
+  """Nested params -> (base params with the merged-form adapters folded in, the adapters
+  to apply in factored form as {kernel path: (a, b)})."""
+  check_form(form)
+  pairs = adapter_pairs(params)
+  factor = {
+      path: form == 'factored' or (form == 'auto' and factoring_is_cheaper(a, b))
+      for path, (a, b) in pairs.items()
+  }
+  base = {k: v for k, v in params.items() if k != 'lora'}
+  merged = {p: ab for p, ab in pairs.items() if not factor[p]}
+  if merged:
+    base = _fold(base, merged, alpha)
+  return base, {p: ab for p, ab in pairs.items() if factor[p]}
 
 
 @contextlib.contextmanager

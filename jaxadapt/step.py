@@ -26,20 +26,25 @@ Forward = Callable[..., jax.Array]
 
 
 def make_forward(
-    model: nn.Module, lora_alpha: float = 1.0, compute_dtype: Any = jnp.float32
+    model: nn.Module,
+    lora_alpha: float = 1.0,
+    compute_dtype: Any = jnp.float32,
+    lora_form: str = 'auto',
 ) -> Forward:
   """`forward(params, images, train=, features_only=, rngs=)` -> float32 outputs.
 
-  Adapters under `params['lora']` are applied as `layer(x) + (alpha/r) (x a) b` by the
-  layers themselves (lora.factored), never merged into the kernels. Floating parameters
-  and inputs are cast to `compute_dtype` (precision.py); outputs come back as float32.
+  Adapters under `params['lora']` are applied by the layers themselves as
+  `layer(x) + (alpha/r) (x a) b` (lora.factored) or merged into their kernels, per
+  `lora_form` (lora.split). Floating parameters and inputs are cast to `compute_dtype`
+  (precision.py); outputs come back as float32.
   """
+  lora.check_form(lora_form)
 
   def forward(params, images, *, train=False, features_only=False, rngs=None):
     if compute_dtype != jnp.float32:
       params = precision.cast_floating(params, compute_dtype)
       images = precision.cast_floating(images, compute_dtype)
-    base, adapters = lora.split(params)
+    base, adapters = lora.split(params, lora_alpha, lora_form)
     with lora.factored(adapters, lora_alpha):
       out = model.apply(
           {'params': base}, images, train=train, features_only=features_only, rngs=rngs
