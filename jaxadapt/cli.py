@@ -64,8 +64,9 @@ def _parser() -> argparse.ArgumentParser:
       '--methods',
       default='',
       help='comma-separated rows, each a method name with optional +variants (bf16: '
-      'compute in bfloat16; frozen_bf16: frozen parameters stored in bfloat16); default: '
-      'linear_probe,partial_ft,full_ft,lora,bitfit,full_ft+bf16,lora+bf16,lora+bf16+frozen_bf16',
+      'compute in bfloat16; frozen_bf16: frozen parameters stored in bfloat16; int8, nf4: '
+      'frozen kernels quantised); default: linear_probe,partial_ft,full_ft,lora,bitfit,'
+      'full_ft+bf16,lora+bf16,lora+bf16+frozen_bf16,lora+int8,lora+nf4',
   )
   perf.add_argument('--steps', type=int, default=10, help='timed steps per method')
   perf.add_argument('--out', help='also write the rows as JSON here')

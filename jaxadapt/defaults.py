@@ -41,7 +41,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.adapt = ml_collections.ConfigDict()
   c.adapt.method = 'scratch'  # a name for reports; behaviour comes from the fields below
   c.adapt.trainable = (('.*', 'train'),)
-  # Storage dtype of frozen parameters (float32 | bfloat16); trainable ones stay float32.
+  # Storage of frozen parameters: float32 | bfloat16 | int8 | nf4 (the last two: frozen
+  # kernels quantised in blocks of 64, dequantised in the step); trainable ones stay float32.
   c.adapt.frozen_dtype = 'float32'
   c.adapt.lora = ml_collections.ConfigDict()
   c.adapt.lora.rules = ()  # (regex, rank) over kernel paths; empty = no LoRA

@@ -56,7 +56,7 @@ def build(
       config.model.name, info['num_classes'], **config.model.kwargs.to_dict()
   )
   compute_dtype = precision.parse(config.model.dtype, 'model.dtype')
-  frozen_dtype = precision.parse(config.adapt.frozen_dtype, 'adapt.frozen_dtype')
+  precision.check_frozen_storage(config.adapt.frozen_dtype)
   forward = step_lib.make_forward(
       model, config.adapt.lora.alpha, compute_dtype, config.adapt.lora.form
   )
@@ -86,8 +86,8 @@ def build(
   params, specs, shapes = sharding.shard_params(params, config.mesh.param_rules, mesh)
   flat = param_tree.flatten(params)
   trainable = optim.trainable_mask(config.adapt.trainable, list(flat))
-  if frozen_dtype != jnp.float32:
-    flat = precision.store_frozen(flat, trainable, frozen_dtype)
+  if config.adapt.frozen_dtype != 'float32':
+    flat = precision.store_frozen(flat, trainable, config.adapt.frozen_dtype)
     params = param_tree.unflatten(flat)
   groups = optim.param_groups(config.optim, flat, trainable)
   table = param_tree.summary_table(

@@ -5,7 +5,8 @@ cost analysis), median wall time per step and images per second, trainable
 parameters, optimizer-state and frozen-parameter bytes, and the compiled
 program's memory (arguments + outputs + temporaries, from XLA's memory
 analysis). A row is a method, optionally with variants: `lora+bf16` computes
-in bfloat16, `lora+bf16+frozen_bf16` also stores the frozen base in bfloat16.
+in bfloat16, `lora+bf16+frozen_bf16` also stores the frozen base in bfloat16,
+`lora+nf4` stores frozen kernels as NF4 (QLoRA).
 Parameters are randomly initialised: costs depend on shapes, not values, so
 no checkpoint is needed.
 """
@@ -30,6 +31,8 @@ from jaxadapt.errors import UserError
 VARIANTS = {
     'bf16': (('model.dtype', 'bfloat16'),),
     'frozen_bf16': (('adapt.frozen_dtype', 'bfloat16'),),
+    'int8': (('adapt.frozen_dtype', 'int8'),),
+    'nf4': (('adapt.frozen_dtype', 'nf4'),),
 }
 DEFAULT_ROWS = (
     'linear_probe',
@@ -40,6 +43,8 @@ DEFAULT_ROWS = (
     'full_ft+bf16',
     'lora+bf16',
     'lora+bf16+frozen_bf16',
+    'lora+int8',
+    'lora+nf4',
 )
 
 

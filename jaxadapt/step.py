@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxadapt import lora, param_tree, precision
+from jaxadapt import lora, param_tree, precision, quant
 
 Batch = Mapping[str, jax.Array]
 Preprocess = Callable[[jax.Array, jax.Array, bool], jax.Array]
@@ -33,7 +33,8 @@ def make_forward(
 ) -> Forward:
   """`forward(params, images, train=, features_only=, rngs=)` -> float32 outputs.
 
-  Adapters under `params['lora']` are applied by the layers themselves as
+  Quantised frozen kernels are dequantised first (quant.py). Adapters under
+  `params['lora']` are applied by the layers themselves as
   `layer(x) + (alpha/r) (x a) b` (lora.factored) or merged into their kernels, per
   `lora_form` (lora.split). Floating parameters and inputs are cast to `compute_dtype`
   (precision.py); outputs come back as float32.
@@ -41,6 +42,7 @@ def make_forward(
   lora.check_form(lora_form)
 
   def forward(params, images, *, train=False, features_only=False, rngs=None):
+    params = quant.dequantize_tree(params)  # int8 / NF4 frozen kernels, if any
     if compute_dtype != jnp.float32:
       params = precision.cast_floating(params, compute_dtype)
       images = precision.cast_floating(images, compute_dtype)
@@ -127,7 +129,7 @@ def make_train_step(
     else:
       loss, correct, grads = _accumulated(grad_fn, learned, batch, dropout_rng, accumulate)
     # The optimizer sees the whole tree; frozen leaves get zeros that set_to_zero drops.
-    zeros = {k: jnp.zeros_like(v) for k, v in frozen.items()}
+    zeros = jax.tree.map(jnp.zeros_like, frozen)
     updates, opt_state = tx.update(
         param_tree.unflatten({**grads, **zeros}), state.opt_state, state.params
     )
