@@ -1,5 +1,6 @@
 """LoRA forward forms on one model and batch: merged kernels, factored (our interceptor,
-lora.factored), auto (factored where cheaper), and qwix's LoraProvider.
+lora.factored), auto (factored where cheaper), and qwix's LoraProvider. Steps are timed
+in interleaved rounds, so machine load reaches every form alike.
 
 Compiled FLOPs, peak bytes and median step time of one LoRA train step (rank 8 on the
 ViT's query/value/MLP kernels, Adam on adapters + head), beside full fine-tuning, in one
@@ -63,7 +64,8 @@ def qwix_forward(model, alpha, rules):
   return forward
 
 
-def measure(name, cfg, info, exp, forward, steps):
+def prepare(name, cfg, info, exp, forward):
+  """Compiled step and its costs; returns (row, run_one_step)."""
   state = step_lib.init_state(exp.params, exp.tx)
   step_fn = step_lib.make_train_step(forward, exp.tx, exp.trainable, exp.preprocess_train, 0)
   rng = np.random.default_rng(0)
@@ -72,23 +74,21 @@ def measure(name, cfg, info, exp, forward, steps):
       'label': jnp.asarray(rng.integers(0, 10, (cfg.batch_size,), dtype=np.int32)),
   }
   compiled = jax.jit(step_fn).lower(state, batch).compile()
-  state, m = compiled(state, batch)
-  jax.block_until_ready(m)
-  times = []
-  for _ in range(steps):
+  carry = [state]
+
+  def run_one_step():
     t0 = time.perf_counter()
-    state, m = compiled(state, batch)
+    carry[0], m = compiled(carry[0], batch)
     jax.block_until_ready(m)
-    times.append(time.perf_counter() - t0)
+    return time.perf_counter() - t0
+
+  run_one_step()
   row = {
       'form': name,
       'gflops': cost.compiled_flops(compiled) / 1e9,
       'peak_mib': cost.compiled_peak_bytes(compiled) / 2**20,
-      'ms': 1e3 * statistics.median(times),
-      'loss': float(m['loss']),
   }
-  print(row, flush=True)
-  return row
+  return row, run_one_step
 
 
 def main():
@@ -103,16 +103,28 @@ def main():
 
   model = models.build_model(cfg.model.name, info['num_classes'], **cfg.model.kwargs.to_dict())
   alpha = cfg.adapt.lora.alpha
+  steppers = []
   for form in forms:
     if form == 'full_ft':
       fcfg, finfo, fexp = build('full_ft')
-      rows.append(measure(form, fcfg, finfo, fexp, fexp.forward, args.steps))
+      row, stepper = prepare(form, fcfg, finfo, fexp, fexp.forward)
     elif form in lora.FORMS:
       fwd = step_lib.make_forward(model, alpha, lora_form=form)
-      rows.append(measure(form, cfg, info, exp, fwd, args.steps))
+      row, stepper = prepare(form, cfg, info, exp, fwd)
     elif form == 'qwix':
-      fwd = qwix_forward(model, alpha, cfg.adapt.lora.rules)
-      rows.append(measure(form, cfg, info, exp, fwd, args.steps))
+      row, stepper = prepare(form, cfg, info, exp, qwix_forward(model, alpha, cfg.adapt.lora.rules))
+    else:
+      raise SystemExit(f"unknown form '{form}'; choose full_ft, qwix or one of {lora.FORMS}")
+    rows.append(row)
+    steppers.append(stepper)
+  # Interleaved rounds: one step of each form per round, so load changes reach all alike.
+  times = [[] for _ in rows]
+  for _ in range(args.steps):
+    for t, stepper in zip(times, steppers):
+      t.append(stepper())
+  for row, t in zip(rows, times):
+    row['ms'] = 1e3 * statistics.median(t)
+    print(row, flush=True)
   ref = next((r for r in rows if r['form'] == 'full_ft'), rows[0])
   print('| LoRA form | GFLOPs/step | x full_ft | peak MiB | median ms/step | x full_ft |')
   print('|---|---:|---:|---:|---:|---:|')

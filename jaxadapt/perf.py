@@ -17,7 +17,7 @@ import copy
 import difflib
 import statistics
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -72,7 +72,8 @@ def _check_name(name: str, valid, what: str, row: str) -> None:
     )
 
 
-def measure(config: ml_collections.ConfigDict, row: str, steps: int = 10) -> dict[str, Any]:
+def prepare(config: ml_collections.ConfigDict, row: str) -> tuple[dict[str, Any], Callable]:
+  """Builds and compiles one row: (its measured costs, `run_one_step()` for timing)."""
   method, edits = parse_row(row)
   cfg = copy.deepcopy(config)
   cfg.unlock()
@@ -101,9 +102,9 @@ def measure(config: ml_collections.ConfigDict, row: str, steps: int = 10) -> dic
       ),
       'label': jnp.asarray(rng.integers(0, info['num_classes'], (cfg.batch_size,), dtype=np.int32)),
   }
-  step_cost = cost.compiled_cost(step_fn, state, batch)
+  compiled = jax.jit(step_fn).lower(state, batch).compile()
   # XLA's cost analysis counts a loop body once: with accumulation, once per micro-batch.
-  step_flops = step_cost['flops'] * cfg.optim.accumulate
+  step_flops = cost.compiled_flops(compiled) * cfg.optim.accumulate
 
   def forward(params, images):
     return exp.forward(params, exp.preprocess_eval(images, jax.random.key(0), False))
@@ -112,19 +113,9 @@ def measure(config: ml_collections.ConfigDict, row: str, steps: int = 10) -> dic
   # The head's backward: dW = h^T dy and db = sum dy, i.e. 2*B*D*C + B*C FLOPs.
   d, c = exp.params['head']['kernel'].shape
   head_bwd = 2.0 * cfg.batch_size * d * c + cfg.batch_size * c
-
-  jitted = jax.jit(step_fn)
-  state, metrics = jitted(state, batch)
-  jax.block_until_ready(metrics)
-  times = []
-  for _ in range(steps):
-    t0 = time.perf_counter()
-    state, metrics = jitted(state, batch)
-    jax.block_until_ready(metrics)
-    times.append(time.perf_counter() - t0)
   counts = cost.param_counts(exp.params, exp.trainable)
   frozen = {p: v for p, v in param_tree.flatten(exp.params).items() if not exp.trainable[p]}
-  return {
+  record = {
       'method': row,
       'model': cfg.model.name,
       'batch_size': cfg.batch_size,
@@ -132,14 +123,21 @@ def measure(config: ml_collections.ConfigDict, row: str, steps: int = 10) -> dic
       'forward_flops': fwd_cost['flops'],
       'head_backward_flops': head_bwd,
       'step_over_forward_plus_head': step_flops / (fwd_cost['flops'] + head_bwd),
-      'median_step_s': statistics.median(times),
-      'images_per_s': cfg.batch_size / statistics.median(times),
       'params': counts['total_params'],
       'trainable_params': counts['trainable_params'],
       'opt_state_bytes': cost.tree_bytes(state.opt_state),
       'frozen_param_bytes': cost.tree_bytes(frozen),
-      'peak_bytes': step_cost['peak_bytes'],
+      'peak_bytes': cost.compiled_peak_bytes(compiled),
   }
+  carry = [state]
+
+  def run_one_step() -> float:
+    t0 = time.perf_counter()
+    carry[0], metrics = compiled(carry[0], batch)
+    jax.block_until_ready(metrics)
+    return time.perf_counter() - t0
+
+  return record, run_one_step
 
 
 def run(
@@ -148,14 +146,27 @@ def run(
     steps: int = 10,
     log=print,
 ) -> list[dict[str, Any]]:
-  for name in row_names:  # every name is checked before the first slow measurement
+  """Every row compiled first, then timed in interleaved rounds (one step of each row per
+  round), so a change in machine load during the run reaches every row alike."""
+  for name in row_names:  # every name is checked before the first slow build
     parse_row(name)
-  rows = []
+  rows, steppers = [], []
   for name in row_names:
     if name == 'scratch':
       continue  # scratch has full fine-tuning's step; its row would repeat full_ft's
-    rows.append(measure(config, name, steps))
-    log(f"  measured {name}: {rows[-1]['median_step_s'] * 1e3:.1f} ms/step")
+    record, run_one_step = prepare(config, name)
+    run_one_step()  # warm-up
+    rows.append(record)
+    steppers.append(run_one_step)
+    log(f'  compiled {name}')
+  times = [[] for _ in rows]
+  for _ in range(steps):
+    for t, run_one_step in zip(times, steppers):
+      t.append(run_one_step())
+  for record, t in zip(rows, times):
+    record['median_step_s'] = statistics.median(t)
+    record['images_per_s'] = record['batch_size'] / record['median_step_s']
+    log(f"  measured {record['method']}: {record['median_step_s'] * 1e3:.1f} ms/step")
   return rows
 
 
