@@ -170,6 +170,11 @@ def run(
   return rows
 
 
+def measure(config: ml_collections.ConfigDict, row: str, steps: int = 10) -> dict[str, Any]:
+  """One row on its own (no interleaving): costs and median step time."""
+  return run(config, [row], steps, log=lambda *a: None)[0]
+
+
 def table(rows: list[dict[str, Any]]) -> str:
   """Markdown table; ratios are relative to full fine-tuning when it is present."""
   ref = next((r for r in rows if r['method'] == 'full_ft'), rows[0])
