@@ -62,8 +62,11 @@ def _parser() -> argparse.ArgumentParser:
   perf.add_argument('--config', required=True)
   perf.add_argument(
       '--methods',
-      default='linear_probe,partial_ft,full_ft,lora,bitfit',
-      help='comma-separated method names',
+      default='',
+      help='comma-separated rows, each a method name with optional +variants (bf16: '
+      'compute in bfloat16; frozen_bf16: frozen parameters stored in bfloat16; int8, nf4: '
+      'frozen kernels quantised); default: linear_probe,partial_ft,full_ft,lora,bitfit,'
+      'full_ft+bf16,lora+bf16,lora+bf16+frozen_bf16,lora+int8,lora+nf4',
   )
   perf.add_argument('--steps', type=int, default=10, help='timed steps per method')
   perf.add_argument('--out', help='also write the rows as JSON here')
@@ -181,7 +184,8 @@ def _run(args: argparse.Namespace, overrides: list[str]) -> int:
     from jaxadapt import perf
 
     config = config_lib.load_config(args.config, overrides)
-    rows = perf.run(config, [m.strip() for m in args.methods.split(',') if m.strip()], args.steps)
+    names = [m.strip() for m in args.methods.split(',') if m.strip()] or perf.DEFAULT_ROWS
+    rows = perf.run(config, names, args.steps)
     print(perf.table(rows))
     if args.out:
       with open(args.out, 'w') as f:

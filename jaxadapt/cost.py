@@ -52,8 +52,8 @@ def param_counts(params: Any, trainable: Mapping[str, bool]) -> dict[str, int]:
   """Total and trainable parameter counts."""
   flat = param_tree.flatten(params)
   return {
-      'total_params': sum(int(np.size(v)) for v in flat.values()),
-      'trainable_params': sum(int(np.size(v)) for p, v in flat.items() if trainable[p]),
+      'total_params': sum(param_tree.param_count(v) for v in flat.values()),
+      'trainable_params': sum(param_tree.param_count(v) for p, v in flat.items() if trainable[p]),
   }
 
 

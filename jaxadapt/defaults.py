@@ -33,14 +33,23 @@ def base_config() -> ml_collections.ConfigDict:
   c.model = ml_collections.ConfigDict()
   c.model.name = 'cnn'
   c.model.kwargs = ml_collections.ConfigDict()  # constructor fields, e.g. widths, depth
+  # Compute dtype of the forward pass (float32 | bfloat16); parameters and optimizer state
+  # stay float32 (precision.py).
+  c.model.dtype = 'float32'
 
   # Which parameters train: ('train' | 'frozen') rules; the adaptation method is data.
   c.adapt = ml_collections.ConfigDict()
   c.adapt.method = 'scratch'  # a name for reports; behaviour comes from the fields below
   c.adapt.trainable = (('.*', 'train'),)
+  # Storage of frozen parameters: float32 | bfloat16 | int8 | nf4 (the last two: frozen
+  # kernels quantised in blocks of 64, dequantised in the step); trainable ones stay float32.
+  c.adapt.frozen_dtype = 'float32'
   c.adapt.lora = ml_collections.ConfigDict()
   c.adapt.lora.rules = ()  # (regex, rank) over kernel paths; empty = no LoRA
   c.adapt.lora.alpha = 16.0  # adapters scale by alpha / rank
+  # factored: layer(x) + (x a) b, no kernel gradients; merged: W + a b; auto: factored where
+  # it costs fewer FLOPs (3 r (fan_in + fan_out) < fan_in fan_out), merged elsewhere (lora.py).
+  c.adapt.lora.form = 'auto'
   # Linear-probe fast path: backbone features computed once, head fitted on the cache.
   c.adapt.fast_probe = ''  # '' (off) | 'ridge' (closed form) | 'softmax' (L-BFGS on features)
   # Penalties tried; the best on the val split is kept (the first one if there is no val split).
@@ -81,6 +90,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.optim.schedule = 'cosine'  # cosine | constant | linear
   c.optim.warmup_steps = 0
   c.optim.warmup_fraction = 0.02  # used when warmup_steps is 0
+  # Gradient accumulation: each step runs batch_size / accumulate examples at a time and
+  # averages the gradients (one update, the whole batch's; activation memory of one part).
+  c.optim.accumulate = 1
   c.optim.grad_clip = 0.0  # global-norm clip over trainable params; 0 = off
   # (regex, value) rules over parameter paths, first match wins (path_rules.py).
   c.optim.lr_rules = (('.*', 1.0),)  # learning-rate multipliers

@@ -13,7 +13,7 @@ import json
 import numpy as np
 from etils import epath
 
-from jaxadapt import checkpoint, lora, param_tree
+from jaxadapt import checkpoint, lora, param_tree, quant
 from jaxadapt.errors import UserError
 
 
@@ -35,6 +35,12 @@ def export(workdir: str, out: str, mode: str = 'merged') -> dict[str, np.ndarray
   config = json.loads(config_path.read_text())
   trainable = _trainable_paths(wd) if mode == 'adapters' else None
   params = checkpoint.restore_params(wd)
+  storage = config.get('adapt', {}).get('frozen_dtype', 'float32')
+  if storage in quant.QTYPES:  # QLoRA run: frozen kernels back to float32 first
+    shapes = {p: row['shape'] for p, row in json.loads((wd / 'params.json').read_text()).items()}
+    params = param_tree.unflatten(
+        quant.dequantize_restored(param_tree.flatten(params), shapes, storage)
+    )
   if mode == 'merged':
     params = lora.merge(params, config.get('adapt', {}).get('lora', {}).get('alpha', 1.0))
   flat = {k: np.asarray(v) for k, v in param_tree.flatten(params).items()}

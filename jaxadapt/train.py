@@ -125,6 +125,7 @@ def _train(config, workdir, lock: workdir_lock.WorkdirLock, quiet: bool) -> dict
           exp.schedule,
           objective,
           mix,
+          config.optim.accumulate,
       ),
       in_shardings=(state_shardings, sharding.batch_sharding(mesh), replicated),
       out_shardings=(state_shardings, replicated),
@@ -132,7 +133,8 @@ def _train(config, workdir, lock: workdir_lock.WorkdirLock, quiet: bool) -> dict
   )
   # Compile ahead of time: the same executable runs the loop and reports its FLOPs.
   train_step = train_step.lower(state, sharding.global_batch(source.batch(0), mesh), aux).compile()
-  step_flops = cost.compiled_flops(train_step)
+  # XLA's cost analysis counts a loop body once: with accumulation, once per micro-batch.
+  step_flops = cost.compiled_flops(train_step) * config.optim.accumulate
   eval_step = jax.jit(
       step_lib.make_eval_step(exp.forward, exp.preprocess_eval),
       in_shardings=(state_shardings.params, sharding.batch_sharding(mesh)),
