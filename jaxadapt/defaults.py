@@ -41,6 +41,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.adapt.lora = ml_collections.ConfigDict()
   c.adapt.lora.rules = ()  # (regex, rank) over kernel paths; empty = no LoRA
   c.adapt.lora.alpha = 16.0  # adapters scale by alpha / rank
+  c.adapt.dora = ml_collections.ConfigDict()  # DoRA (jaxadapt/dora.py): LoRA + magnitudes
+  c.adapt.dora.rules = ()  # (regex, rank) over kernel paths; empty = no DoRA
+  c.adapt.dora.alpha = 16.0
+  c.adapt.ia3 = ml_collections.ConfigDict()  # IA3 (jaxadapt/ia3.py): rescaled activations
+  c.adapt.ia3.rules = ()  # (regex over kernel paths, 'out' | 'in'); empty = no IA3
   # Linear-probe fast path: backbone features computed once, head fitted on the cache.
   c.adapt.fast_probe = ''  # '' (off) | 'ridge' (closed form) | 'softmax' (SGD on features)
   c.adapt.probe_l2 = 1e-3  # ridge regularisation, relative to mean feature energy

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jaxadapt import data, lora, models, optim, param_tree, pretrained, sharding
+from jaxadapt import data, dora, ia3, lora, models, optim, param_tree, pretrained, sharding
 from jaxadapt import step as step_lib
 
 
@@ -53,7 +53,7 @@ def build(
   model = models.build_model(
       config.model.name, info['num_classes'], **config.model.kwargs.to_dict()
   )
-  forward = step_lib.make_forward(model, config.adapt.lora.alpha)
+  forward = step_lib.make_forward(model, config.adapt.lora.alpha, config.adapt.dora.alpha)
   preprocess_train = data.make_preprocess(config.preprocess.train)
   preprocess_eval = data.make_preprocess(config.preprocess.eval)
   input_shape = data.output_shape(config.preprocess.train, info['image_shape'])
@@ -73,6 +73,10 @@ def build(
     )
   if config.adapt.lora.rules:
     params = lora.add_adapters(params, config.adapt.lora.rules, jax.random.key(config.seed + 1))
+  if config.adapt.dora.rules:
+    params = dora.add_adapters(params, config.adapt.dora.rules, jax.random.key(config.seed + 2))
+  if config.adapt.ia3.rules:
+    params = ia3.add_scales(params, config.adapt.ia3.rules)
   if config.init.adapters:
     params = pretrained.overlay(params, config.init.adapters)
     log(f'init: adapters and head from {config.init.adapters}')

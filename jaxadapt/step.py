@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxadapt import lora, param_tree
+from jaxadapt import dora, ia3, lora, param_tree
 
 Batch = Mapping[str, jax.Array]
 Preprocess = Callable[[jax.Array, jax.Array, bool], jax.Array]
@@ -31,17 +31,23 @@ def model_input(batch: Batch) -> jax.Array:
   return batch['tokens'] if 'tokens' in batch else batch['image']
 
 
-def make_forward(model: nn.Module, lora_alpha: float = 1.0) -> Forward:
-  """`forward(params, images, train=, features_only=, rngs=)`; LoRA adapters merged in."""
+def make_forward(model: nn.Module, lora_alpha: float = 1.0, dora_alpha: float = 1.0) -> Forward:
+  """`forward(params, images, train=, features_only=, rngs=)`.
+
+  LoRA and DoRA adapters are merged into their kernels; IA3 vectors rescale the layers'
+  activations inside `model.apply` (ia3.scaled). Prompt tokens are ordinary model params.
+  """
 
   def forward(params, images, *, train=False, features_only=False, rngs=None):
-    return model.apply(
-        {'params': lora.merge(params, lora_alpha)},
-        images,
-        train=train,
-        features_only=features_only,
-        rngs=rngs,
-    )
+    params = dora.merge(lora.merge(params, lora_alpha), dora_alpha)
+    with ia3.scaled(ia3.vectors(params)):
+      return model.apply(
+          {'params': {k: v for k, v in params.items() if k != ia3.NAME}},
+          images,
+          train=train,
+          features_only=features_only,
+          rngs=rngs,
+      )
 
   return forward
 
