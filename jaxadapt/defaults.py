@@ -50,6 +50,11 @@ def base_config() -> ml_collections.ConfigDict:
   # factored: layer(x) + (x a) b, no kernel gradients; merged: W + a b; auto: factored where
   # it costs fewer FLOPs (3 r (fan_in + fan_out) < fan_in fan_out), merged elsewhere (lora.py).
   c.adapt.lora.form = 'auto'
+  c.adapt.dora = ml_collections.ConfigDict()  # DoRA (jaxadapt/dora.py): LoRA + magnitudes
+  c.adapt.dora.rules = ()  # (regex, rank) over kernel paths; empty = no DoRA
+  c.adapt.dora.alpha = 16.0
+  c.adapt.ia3 = ml_collections.ConfigDict()  # IA3 (jaxadapt/ia3.py): rescaled activations
+  c.adapt.ia3.rules = ()  # (regex over kernel paths, 'out' | 'in'); empty = no IA3
   # Linear-probe fast path: backbone features computed once, head fitted on the cache.
   c.adapt.fast_probe = ''  # '' (off) | 'ridge' (closed form) | 'softmax' (L-BFGS on features)
   # Penalties tried; the best on the val split is kept (the first one if there is no val split).

@@ -18,7 +18,7 @@ import ml_collections
 import numpy as np
 from etils import epath
 
-from jaxadapt import checkpoint, data, lora, models, sharding, step as step_lib
+from jaxadapt import adapters, checkpoint, data, models, sharding, step as step_lib
 from jaxadapt.errors import UserError
 
 LOSSES = ('kl', 'fm', 'mse')
@@ -109,7 +109,7 @@ def load_teachers(distill: ml_collections.ConfigDict, num_classes: int) -> list[
       )
     cfg = json.loads(config_path.read_text())
     params = checkpoint.restore_params(wd)
-    params = lora.merge(params, cfg.get('adapt', {}).get('lora', {}).get('alpha', 1.0))
+    params = adapters.merge_all(params, cfg.get('adapt', {}))
     classes = params['head']['kernel'].shape[-1]
     if classes != num_classes:
       raise DistillError(

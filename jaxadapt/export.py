@@ -1,7 +1,8 @@
 """Export a trained workdir's parameters as flat `.npz` / `.safetensors` files.
 
-Modes: `full` (every leaf as trained, adapters included), `merged` (LoRA
-folded into the base kernels: a plain model that needs no jaxadapt LoRA code),
+Modes: `full` (every leaf as trained, adapters included), `merged` (LoRA, DoRA and IA3
+folded into the base kernels: a plain model that needs no jaxadapt adapter code; refused
+for prompt tuning),
 `adapters` (only the trainable leaves: LoRA adapters, the head, biases, ...;
 load them on top of the base checkpoint with `init.adapters`).
 """
@@ -13,7 +14,7 @@ import json
 import numpy as np
 from etils import epath
 
-from jaxadapt import checkpoint, lora, param_tree, quant
+from jaxadapt import adapters, checkpoint, param_tree, quant
 from jaxadapt.errors import UserError
 
 
@@ -42,7 +43,8 @@ def export(workdir: str, out: str, mode: str = 'merged') -> dict[str, np.ndarray
         quant.dequantize_restored(param_tree.flatten(params), shapes, storage)
     )
   if mode == 'merged':
-    params = lora.merge(params, config.get('adapt', {}).get('lora', {}).get('alpha', 1.0))
+    adapters.check_mergeable(params, 'export --mode merged')
+    params = adapters.merge_all(params, config.get('adapt', {}))
   flat = {k: np.asarray(v) for k, v in param_tree.flatten(params).items()}
   if mode == 'adapters':
     flat = {k: v for k, v in flat.items() if k in trainable}

@@ -8,6 +8,7 @@ this module knows none by name. The trainer never sees a method name, only rules
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 
 import ml_collections
@@ -15,7 +16,17 @@ import ml_collections
 from jaxadapt import models
 from jaxadapt.errors import UserError
 
-METHODS = ('scratch', 'linear_probe', 'partial_ft', 'full_ft', 'lora', 'bitfit')
+METHODS = (
+    'scratch',
+    'linear_probe',
+    'partial_ft',
+    'full_ft',
+    'lora',
+    'bitfit',
+    'dora',
+    'ia3',
+    'prompt',
+)
 
 
 class MethodError(UserError):
@@ -34,12 +45,15 @@ def apply(
     rank: int = 8,
     layer_decay: float = 1.0,
     fast: str = '',
+    prompts: int = 8,
+    deep: bool = False,
 ) -> ml_collections.ConfigDict:
   """Sets `config` up for `method` on `config.model`; returns it for chaining.
 
   k: blocks partial_ft unfreezes (the last ones); rank: LoRA rank; layer_decay: full_ft's
   layer-wise lr decay (1.0 = off); fast: linear_probe's fast path ('' = the epoch loop,
-  'ridge' or 'softmax' on cached backbone features).
+  'ridge' or 'softmax' on cached backbone features); prompts: prompt tokens per block,
+  deep: new prompts at every block (deep VPT) rather than before the first only.
   """
   if method not in METHODS:
     close = difflib.get_close_matches(method, METHODS, n=1)
@@ -81,7 +95,43 @@ def apply(
       raise MethodError(f"lora: no adapter targets for model '{name}': {spec.no_lora}")
     config.adapt.lora.rules = ((spec.lora_targets, rank),)
     config.adapt.trainable = (('lora/.*', 'train'), ('head/.*', 'train'), ('.*', 'frozen'))
+  elif method == 'dora':
+    if spec.lora_targets is None:
+      raise MethodError(f"dora: no adapter targets for model '{name}': {spec.no_lora}")
+    config.adapt.dora.rules = ((spec.lora_targets, rank),)
+    config.adapt.trainable = (('dora/.*', 'train'), ('head/.*', 'train'), ('.*', 'frozen'))
+  elif method == 'ia3':
+    if spec.ia3_rules is None:
+      raise MethodError(
+          f"ia3: model '{name}' has no attention keys/values and MLP to rescale (IA3 works on "
+          f"{', '.join(n for n, s in models.REGISTRY.items() if s.ia3_rules)}); "
+          f'use lora or bitfit instead'
+      )
+    config.adapt.ia3.rules = spec.ia3_rules
+    config.adapt.trainable = (('ia3/.*', 'train'), ('head/.*', 'train'), ('.*', 'frozen'))
+  elif method == 'prompt':
+    _set_prompts(config, name, spec, prompts, deep, len(body))
   return config
+
+
+def _set_prompts(config, name, spec, prompts: int, deep: bool, depth: int) -> None:
+  """Prompt tuning is a model option (its tokens join the sequence the blocks see)."""
+  if 'num_prompts' not in {f.name for f in dataclasses.fields(spec.module)}:
+    supported = [
+        n
+        for n, s in models.REGISTRY.items()
+        if 'num_prompts' in {f.name for f in dataclasses.fields(s.module)}
+    ]
+    raise MethodError(
+        f"prompt: model '{name}' reads no token sequence to prepend prompts to (prompt "
+        f"tuning works on {', '.join(supported)}); use lora or bitfit instead"
+    )
+  if prompts < 1:
+    raise MethodError(f'prompt: prompts={prompts}; use 1 or more prompt tokens, e.g. 8')
+  config.model.kwargs.num_prompts = prompts
+  config.model.kwargs.prompt_depth = depth if deep else 1
+  config.init.dont_load = ('head/.*', 'prompt')  # prompts are new, like the head
+  config.adapt.trainable = (('prompt', 'train'), ('head/.*', 'train'), ('.*', 'frozen'))
 
 
 def layer_decay_rules(

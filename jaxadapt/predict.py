@@ -17,7 +17,7 @@ import jax
 import numpy as np
 from etils import epath
 
-from jaxadapt import checkpoint, importers, lora, models, param_tree
+from jaxadapt import adapters, checkpoint, importers, models, param_tree
 from jaxadapt.errors import UserError
 
 
@@ -49,7 +49,7 @@ def load(source: str) -> Loaded:
         f'checkpoint of hf:, timm:, big_vision: or bit:'
     )
   config = json.loads((wd / 'config.json').read_text())
-  params = lora.merge(checkpoint.restore_params(wd), config['adapt']['lora']['alpha'])
+  params = adapters.merge_all(checkpoint.restore_params(wd), config['adapt'])
   head = params['head']['kernel'].shape[-1]
   model = models.build_model(config['model']['name'], head, **config['model']['kwargs'])
   tokenizer = None

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxadapt import lora, param_tree, precision, quant
+from jaxadapt import dora, ia3, lora, param_tree, precision, quant
 
 Batch = Mapping[str, jax.Array]
 Preprocess = Callable[[jax.Array, jax.Array, bool], jax.Array]
@@ -36,14 +36,16 @@ def make_forward(
     lora_alpha: float = 1.0,
     compute_dtype: Any = jnp.float32,
     lora_form: str = 'auto',
+    dora_alpha: float = 1.0,
 ) -> Forward:
   """`forward(params, images, train=, features_only=, rngs=)` -> float32 outputs.
 
-  Quantised frozen kernels are dequantised first (quant.py). Adapters under
-  `params['lora']` are applied by the layers themselves as
-  `layer(x) + (alpha/r) (x a) b` (lora.factored) or merged into their kernels, per
-  `lora_form` (lora.split). Floating parameters and inputs are cast to `compute_dtype`
-  (precision.py); outputs come back as float32.
+  Quantised frozen kernels are dequantised first (quant.py). DoRA adapters are merged into
+  their kernels (dora.py: the direction's norm needs the merged kernel). Adapters under
+  `params['lora']` are applied by the layers themselves as `layer(x) + (alpha/r) (x a) b`
+  (lora.factored) or merged into their kernels, per `lora_form` (lora.split). IA3 vectors
+  rescale the layers' activations inside `model.apply` (ia3.scaled). Floating parameters
+  and inputs are cast to `compute_dtype` (precision.py); outputs come back as float32.
   """
   lora.check_form(lora_form)
 
@@ -52,8 +54,11 @@ def make_forward(
     if compute_dtype != jnp.float32:
       params = precision.cast_floating(params, compute_dtype)
       images = precision.cast_floating(images, compute_dtype)
+    params = dora.merge(params, dora_alpha)
+    scales = ia3.vectors(params)
+    params = {k: v for k, v in params.items() if k != ia3.NAME}
     base, adapters = lora.split(params, lora_alpha, lora_form)
-    with lora.factored(adapters, lora_alpha):
+    with ia3.scaled(scales), lora.factored(adapters, lora_alpha):
       out = model.apply(
           {'params': base}, images, train=train, features_only=features_only, rngs=rngs
       )

@@ -63,6 +63,9 @@ CASES = [
     ('lora', 'vit'),
     ('partial_ft', 'vit'),
     ('bitfit', 'resnet'),
+    ('dora', 'vit'),
+    ('ia3', 'vit'),
+    ('prompt', 'vit'),
 ]
 # The resnet preset uses SGD: behind a zero-initialised head, six SGD steps move the norm
 # parameters by ~1e-6, a few float32 ulps (or not at all with a freshly initialised ResNet's
@@ -116,6 +119,11 @@ def test_frozen_leaves_bitwise_unchanged_and_trainable_leaves_change(
     for p in bs:
       base = p[len('lora/') : -len('/b')]
       assert base in frozen
+  if method in ('dora', 'ia3', 'prompt'):  # only the method's own params and the head
+    own = {'dora': 'dora/', 'ia3': 'ia3/', 'prompt': 'prompt'}[method]
+    assert {p for p in trainable if not p.startswith('head/')} == {
+        p for p in final if p.startswith(own)
+    }
   if method == 'bitfit':
     assert all(p.startswith('head/') or p.endswith(('/bias', '/scale')) for p in trainable)
     assert not any(p.endswith('/kernel') for p in trainable if not p.startswith('head/'))

@@ -17,7 +17,7 @@ from typing import Any, Mapping
 import numpy as np
 from etils import epath
 
-from jaxadapt import checkpoint, lora, param_tree
+from jaxadapt import adapters, checkpoint, param_tree
 from jaxadapt.errors import UserError
 from jaxadapt.importers import core, hf
 
@@ -32,7 +32,9 @@ def export(workdir: str, out: str, fmt: str) -> dict[str, np.ndarray]:
   if not (wd / 'config.json').exists():
     raise ExportError(f'{workdir} has no config.json: is it a jaxadapt workdir?')
   config = json.loads((wd / 'config.json').read_text())
-  params = lora.merge(checkpoint.restore_params(wd), config['adapt']['lora']['alpha'])
+  params = checkpoint.restore_params(wd)
+  adapters.check_mergeable(params, f'export --format {fmt}')
+  params = adapters.merge_all(params, config['adapt'])
   flat = {k: np.asarray(v) for k, v in param_tree.flatten(params).items()}
   return export_params(config['model']['name'], config['model']['kwargs'], flat, out, fmt)
 

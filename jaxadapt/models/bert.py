@@ -22,9 +22,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from . import prompts as prompt_lib
 from .common import ModelError, zeros
 from .spec import Blocks, ModelSpec
-from .vit import GELUS, MLP, SelfAttention, check_choice, dense_init
+from .vit import IA3_RULES, GELUS, MLP, SelfAttention, check_choice, dense_init
 
 POOLS = ('mean', 'cls', 'pooler')
 
@@ -54,8 +55,14 @@ class BertEncoder(nn.Module):
   norm_eps: float
 
   @nn.compact
-  def __call__(self, x: jax.Array, mask: jax.Array, train: bool) -> jax.Array:
+  def __call__(
+      self, x: jax.Array, mask: jax.Array, train: bool, prompts: jax.Array | None = None
+  ) -> jax.Array:
+    """`prompts` (prompt_depth, P, width) go after [CLS] before each of the first blocks;
+    `mask` must already cover them."""
     for i in range(1, self.depth + 1):
+      if prompts is not None and i <= prompts.shape[0]:
+        x = prompt_lib.place(x, prompts[i - 1], 1, first=i == 1)
       x = BertBlock(
           self.num_heads, self.mlp_dim, self.dropout, self.gelu, self.norm_eps, name=f'block{i}'
       )(x, mask, train)
@@ -101,6 +108,8 @@ class Bert(nn.Module):
   norm_eps: float = 1e-12
   dropout: float = 0.0
   pad_id: int = 0
+  num_prompts: int = 0  # prompt tuning: learned tokens after [CLS], always attended
+  prompt_depth: int = 1  # blocks that get fresh prompts: 1 = first only, depth = every block
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False, features_only: bool = False) -> jax.Array:
@@ -119,6 +128,12 @@ class Bert(nn.Module):
         name='embedding',
     )(ids)
     h = nn.Dropout(self.dropout, deterministic=not train)(h)
+    prompt_lib.check(self.num_prompts, self.prompt_depth, self.depth)
+    prompts, attend = None, mask
+    if self.num_prompts:
+      shape = (self.prompt_depth, self.num_prompts, self.width)
+      prompts = self.param('prompt', nn.initializers.normal(0.02), shape)
+      attend = prompt_lib.extend_mask(mask, self.num_prompts, 1)
     h = BertEncoder(
         self.depth,
         self.num_heads,
@@ -127,7 +142,9 @@ class Bert(nn.Module):
         self.gelu,
         self.norm_eps,
         name='encoder',
-    )(h, mask, train)
+    )(h, attend, train, prompts)
+    if self.num_prompts:  # pooling and the head never see the prompt positions
+      h = prompt_lib.remove(h, self.num_prompts, 1)
     if self.pool == 'mean':
       m = mask[..., None].astype(h.dtype)
       feats = (h * m).sum(axis=1) / jnp.maximum(m.sum(axis=1), 1e-9)
@@ -149,5 +166,6 @@ SPEC = ModelSpec(
         post=('pooler',) if m.pool == 'pooler' else (),
     ),
     lora_targets=r'encoder/block\d+/(attn/(query|value)|mlp/fc\d)/kernel',
+    ia3_rules=IA3_RULES,
     smoke=dict(width=16, depth=1, num_heads=2, mlp_dim=32),
 )

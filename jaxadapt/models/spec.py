@@ -54,6 +54,8 @@ class ModelSpec:
       defaults live only in the class).
     lora_targets: regex over parameter paths of the kernels LoRA adapts by default, or None.
     no_lora: why there are no LoRA targets, and what to use instead (when lora_targets is None).
+    ia3_rules: `adapt.ia3.rules` for the model (kernel regex -> 'out' | 'in'), or None when
+      it has no attention keys/values and MLP for IA3 to rescale.
     smoke: constructor kwargs of a tiny variant, for tests and `smoke` config runs.
   """
 
@@ -62,6 +64,7 @@ class ModelSpec:
   blocks: Callable[[nn.Module], Blocks]
   lora_targets: str | None
   no_lora: str = ''
+  ia3_rules: tuple[tuple[str, str], ...] | None = None
   smoke: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
   def __post_init__(self):

@@ -4,6 +4,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from . import prompts as prompt_lib
 from .common import ModelError, zeros
 from .spec import Blocks, ModelSpec
 
@@ -41,6 +42,12 @@ class SelfAttention(nn.Module):
 
 
 GELUS = ('tanh', 'exact')
+# IA3 on this encoder: keys and values rescaled at their output, the MLP's intermediate
+# activation at fc2's input (jaxadapt/ia3.py).
+IA3_RULES = (
+    (r'encoder/block\d+/attn/(key|value)/kernel', 'out'),
+    (r'encoder/block\d+/mlp/fc2/kernel', 'in'),
+)
 
 
 def check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
@@ -91,8 +98,13 @@ class Encoder(nn.Module):
   norm_eps: float = 1e-6
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+  def __call__(
+      self, x: jax.Array, train: bool, prompts: jax.Array | None = None, at: int = 0
+  ) -> jax.Array:
+    """`prompts` (prompt_depth, P, width): placed at `at` before each of the first blocks."""
     for i in range(1, self.depth + 1):
+      if prompts is not None and i <= prompts.shape[0]:
+        x = prompt_lib.place(x, prompts[i - 1], at, first=i == 1)
       x = EncoderBlock(
           self.num_heads, self.mlp_dim, self.dropout, self.gelu, self.norm_eps, name=f'block{i}'
       )(x, train)
@@ -118,10 +130,13 @@ class ViT(nn.Module):
   dropout: float = 0.0
   gelu: str = 'tanh'  # 'tanh' | 'exact'
   norm_eps: float = 1e-6
+  num_prompts: int = 0  # visual prompt tuning: learned tokens after the class token
+  prompt_depth: int = 1  # blocks that get fresh prompts: 1 = shallow VPT, depth = deep VPT
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False, features_only: bool = False) -> jax.Array:
     check_choice('pool', self.pool, ('cls', 'gap'))
+    prompt_lib.check(self.num_prompts, self.prompt_depth, self.depth)
     check_choice('gelu', self.gelu, GELUS)
     p = self.patch_size
     x = nn.Conv(self.width, (p, p), (p, p), padding='VALID', name='embedding')(x)
@@ -131,6 +146,10 @@ class ViT(nn.Module):
       x = jnp.concatenate([jnp.broadcast_to(cls, (x.shape[0], 1, self.width)), x], axis=1)
     pos = self.param('pos_embedding', nn.initializers.normal(0.02), (1, *x.shape[1:]))
     x = nn.Dropout(self.dropout, deterministic=not train)(x + pos)
+    prompts, at = None, int(self.pool == 'cls')
+    if self.num_prompts:
+      shape = (self.prompt_depth, self.num_prompts, self.width)
+      prompts = self.param('prompt', nn.initializers.normal(0.02), shape)
     x = Encoder(
         self.depth,
         self.num_heads,
@@ -139,7 +158,9 @@ class ViT(nn.Module):
         self.gelu,
         self.norm_eps,
         name='encoder',
-    )(x, train)
+    )(x, train, prompts, at)
+    if self.num_prompts:  # pooling and the head never see the prompt positions
+      x = prompt_lib.remove(x, self.num_prompts, at)
     x = x[:, 0] if self.pool == 'cls' else x.mean(axis=1)
     if features_only:
       return x
@@ -157,5 +178,6 @@ SPEC = ModelSpec(
         post=('encoder/norm',),
     ),
     lora_targets=r'encoder/block\d+/(attn/(query|value)|mlp/fc\d)/kernel',
+    ia3_rules=IA3_RULES,
     smoke=dict(width=16, depth=1, num_heads=2),
 )
