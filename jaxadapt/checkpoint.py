@@ -15,6 +15,11 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 from etils import epath
+from jaxadapt.errors import UserError
+
+
+class CheckpointError(UserError):
+  """A checkpoint that is missing or unreadable."""
 
 
 class Checkpointer:
@@ -64,7 +69,7 @@ def restore_params(path: epath.PathLike, step: int | None = None) -> Any:
   if (path / 'checkpoints').exists():
     path = path / 'checkpoints'
   if not path.exists():
-    raise FileNotFoundError(f'checkpoint not found: {path}')
+    raise CheckpointError(f'checkpoint not found: {path}')
   item = None
   if (path / 'default').exists():  # a single step's directory
     item = path / 'default'
@@ -72,7 +77,7 @@ def restore_params(path: epath.PathLike, step: int | None = None) -> Any:
     with ocp.CheckpointManager(path) as manager:
       step = manager.latest_step() if step is None else step
       if step is None:
-        raise FileNotFoundError(f'no finished checkpoint in {path}')
+        raise CheckpointError(f'no finished checkpoint in {path}')
       item = path / str(step) / 'default'
   # Restore onto this process's first device, whatever topology wrote the checkpoint:
   # a run trained on 8 devices must load on a laptop.

@@ -11,6 +11,8 @@ import os
 import sys
 from typing import Sequence
 
+from jaxadapt.errors import UserError
+
 
 def _split_overrides(argv: Sequence[str]) -> tuple[list[str], list[str]]:
   """Separates `--config.a.b=v` overrides (also `--config.a.b v`) from other args."""
@@ -95,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   except KeyboardInterrupt:
     print('jaxadapt: interrupted', file=sys.stderr)
     return 130
-  except (ValueError, FileNotFoundError, PermissionError) as e:
+  except UserError as e:
     if os.environ.get('JAXADAPT_DEBUG'):
       raise
     message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -140,12 +142,17 @@ def _run(args: argparse.Namespace, overrides: list[str]) -> int:
 
   _enable_compilation_cache()
   if args.command == 'train':
-    from jaxadapt import train
-
     config = config_lib.load_config(args.config, overrides)
     if args.distributed:
       _initialize_distributed()
-    train.train(config, args.workdir, quiet=args.quiet)
+    if config.adapt.fast_probe:
+      from jaxadapt import fast_probe
+
+      fast_probe.run(config, args.workdir, quiet=args.quiet)
+    else:
+      from jaxadapt import train
+
+      train.train(config, args.workdir, quiet=args.quiet)
     return 0
   if args.command == 'perf':
     import json

@@ -18,9 +18,10 @@ from typing import Any, Sequence
 
 import ml_collections
 from etils import epath
+from jaxadapt.errors import UserError
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
   """A bad config file, argument or override; the message is one line."""
 
 

@@ -79,7 +79,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.optim.warmup_steps = 0
   c.optim.warmup_fraction = 0.02  # used when warmup_steps is 0
   c.optim.grad_clip = 0.0  # global-norm clip over trainable params; 0 = off
-  # (regex, value) rules over parameter paths, first match wins (DESIGN.md).
+  # (regex, value) rules over parameter paths, first match wins (path_rules.py).
   c.optim.lr_rules = (('.*', 1.0),)  # learning-rate multipliers
   c.optim.wd_rules = (('.*(bias|scale)$', 0.0), ('.*', 1.0))  # weight-decay multipliers
 

@@ -19,11 +19,12 @@ import numpy as np
 from etils import epath
 
 from jaxadapt import checkpoint, data, lora, models, sharding, step as step_lib
+from jaxadapt.errors import UserError
 
 LOSSES = ('kl', 'fm', 'mse')
 
 
-class DistillError(ValueError):
+class DistillError(UserError):
   """A teacher that cannot teach this student; the message says why."""
 
 
@@ -101,7 +102,7 @@ def load_teachers(distill: ml_collections.ConfigDict, num_classes: int) -> list[
     wd = epath.Path(workdir)
     config_path = wd / 'config.json'
     if not config_path.exists():
-      raise FileNotFoundError(
+      raise DistillError(
           f"distill.teachers: no teacher run at '{workdir}' (config.json "
           f'missing); train it first, e.g. jaxadapt train --config '
           f'configs/fashion_mnist/scratch.py --workdir {workdir}'

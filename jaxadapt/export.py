@@ -13,7 +13,13 @@ import json
 import numpy as np
 from etils import epath
 
-from jaxadapt import checkpoint, lora, partition
+from jaxadapt import checkpoint, lora, param_tree
+from jaxadapt.errors import UserError
+
+
+class ExportError(UserError):
+  """An export request that cannot be met."""
+
 
 MODES = ('full', 'merged', 'adapters')
 
@@ -21,16 +27,16 @@ MODES = ('full', 'merged', 'adapters')
 def export(workdir: str, out: str, mode: str = 'merged') -> dict[str, np.ndarray]:
   """Writes the chosen leaves of the workdir's latest checkpoint to `out`; returns them."""
   if mode not in MODES:
-    raise ValueError(f"unknown export mode '{mode}'; choose one of: {', '.join(MODES)}")
+    raise ExportError(f"unknown export mode '{mode}'; choose one of: {', '.join(MODES)}")
   wd = epath.Path(workdir)
   config_path = wd / 'config.json'
   if not config_path.exists():
-    raise FileNotFoundError(f'{workdir} has no config.json: is it a jaxadapt workdir?')
+    raise ExportError(f'{workdir} has no config.json: is it a jaxadapt workdir?')
   config = json.loads(config_path.read_text())
   params = checkpoint.restore_params(wd)
   if mode == 'merged':
     params = lora.merge(params, config.get('adapt', {}).get('lora', {}).get('alpha', 1.0))
-  flat = {k: np.asarray(v) for k, v in partition.flatten(params).items()}
+  flat = {k: np.asarray(v) for k, v in param_tree.flatten(params).items()}
   if mode == 'adapters':
     trainable = _trainable_paths(wd)
     flat = {k: v for k, v in flat.items() if k in trainable}
@@ -50,7 +56,7 @@ def save_flat(flat: dict[str, np.ndarray], out: str) -> None:
 
     tmp.write_bytes(save({k: np.ascontiguousarray(v) for k, v in flat.items()}))
   else:
-    raise ValueError(f"export file must end in .npz or .safetensors, got '{out}'")
+    raise ExportError(f"export file must end in .npz or .safetensors, got '{out}'")
   tmp.replace(path)
 
 

@@ -17,15 +17,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxadapt import partition
+from jaxadapt import path_rules, param_tree
+from jaxadapt.path_rules import RuleError
 
 PREFIX = 'lora/'
 
 
 def add_adapters(params: Mapping, rules, key: jax.Array) -> dict:
   """Returns params with a `lora` subtree for every kernel a rule gives a rank > 0."""
-  flat = partition.flatten(params)
-  ranks = partition.match(
+  flat = param_tree.flatten(params)
+  ranks = path_rules.match(
       rules,
       [p for p in flat if not p.startswith(PREFIX)],
       'adapt.lora.rules',
@@ -38,7 +39,7 @@ def add_adapters(params: Mapping, rules, key: jax.Array) -> dict:
       continue
     kernel = flat[path]
     if kernel.ndim not in (2, 4):
-      raise ValueError(
+      raise RuleError(
           f"adapt.lora.rules: '{path}' has shape {kernel.shape}; LoRA needs a "
           f'2D (Dense) or 4D (Conv) kernel'
       )
@@ -49,15 +50,15 @@ def add_adapters(params: Mapping, rules, key: jax.Array) -> dict:
     adapters[f'{PREFIX}{path}/a'] = a / np.sqrt(fan_in)
     adapters[f'{PREFIX}{path}/b'] = jnp.zeros((rank, fan_out), kernel.dtype)
   if not adapters:
-    raise ValueError("adapt.lora.rules give no kernel a rank > 0; e.g. ('.*kernel', 8)")
-  return partition.unflatten({**flat, **adapters})
+    raise RuleError("adapt.lora.rules give no kernel a rank > 0; e.g. ('.*kernel', 8)")
+  return param_tree.unflatten({**flat, **adapters})
 
 
 def merge(params: Mapping, alpha: float) -> Any:
   """Folds every adapter into its kernel (scale alpha / rank) and drops the `lora` subtree."""
   if 'lora' not in params:
     return params
-  flat = partition.flatten(params)
+  flat = param_tree.flatten(params)
   out = {k: v for k, v in flat.items() if not k.startswith(PREFIX)}
   for key in flat:
     if key.startswith(PREFIX) and key.endswith('/a'):
@@ -65,7 +66,7 @@ def merge(params: Mapping, alpha: float) -> Any:
       a, b = flat[key], flat[f'{PREFIX}{path}/b']
       scale = alpha / a.shape[-1]
       out[path] = out[path] + (scale * (a @ b)).reshape(out[path].shape).astype(out[path].dtype)
-  return partition.unflatten(out)
+  return param_tree.unflatten(out)
 
 
 def adapter_paths(flat_params: Mapping[str, Any]) -> list[str]:

@@ -9,6 +9,12 @@ method name, only rules.
 from __future__ import annotations
 
 import ml_collections
+from jaxadapt.errors import UserError
+
+
+class MethodError(UserError):
+  """An unknown method or an argument the model cannot honour."""
+
 
 METHODS = ('scratch', 'linear_probe', 'partial_ft', 'full_ft', 'lora', 'bitfit')
 
@@ -41,7 +47,7 @@ def blocks(model: ml_collections.ConfigDict) -> tuple[list[str], list[str], list
     return [], ['gru'], []
   if model.name == 'linear':
     return [], [], []
-  raise ValueError(
+  raise MethodError(
       f"unknown model '{model.name}' for adaptation rules; choose cnn, resnet, vit, "
       f'mlp, cnn1d, gru or linear'
   )
@@ -63,7 +69,7 @@ def apply(
     import difflib
 
     close = difflib.get_close_matches(method, METHODS, n=1)
-    raise ValueError(
+    raise MethodError(
         f"unknown method '{method}'; choose one of: {', '.join(METHODS)}"
         + (f" (did you mean '{close[0]}'?)" if close else '')
     )
@@ -83,7 +89,7 @@ def apply(
     config.adapt.trainable = (('head/.*', 'train'), ('.*', 'frozen'))
   elif method == 'partial_ft':
     if not 1 <= k <= len(body):
-      raise ValueError(
+      raise MethodError(
           f'partial_ft: k={k} but the model has {len(body)} blocks; use 1..{len(body)}'
       )
     unfrozen = body[len(body) - k :] + post
@@ -102,7 +108,7 @@ def apply(
         'gru': r'gru/.*/(i|h)[rzn]/kernel',
     }.get(config.model.name)
     if kernels is None:  # cnn1d's 3D conv kernels, linear's head only
-      raise ValueError(
+      raise MethodError(
           f"lora: no adapter targets for model '{config.model.name}' (LoRA adapts 2D "
           f'Dense and 4D Conv kernels); use bitfit or partial_ft instead'
       )

@@ -14,7 +14,8 @@ from typing import Any, Mapping
 import ml_collections
 import optax
 
-from jaxadapt import partition
+from jaxadapt import path_rules, param_tree
+from jaxadapt.config import ConfigError
 from jaxadapt.models.common import is_constant
 
 FROZEN = 'frozen'
@@ -32,7 +33,7 @@ def schedule(optim: ml_collections.ConfigDict, total_steps: int) -> optax.Schedu
   elif optim.schedule == 'constant':
     main = optax.constant_schedule(optim.lr)
   else:
-    raise ValueError(
+    raise ConfigError(
         f"unknown optim.schedule '{optim.schedule}'; choose cosine, linear or constant"
     )
   if warmup == 0:
@@ -40,12 +41,12 @@ def schedule(optim: ml_collections.ConfigDict, total_steps: int) -> optax.Schedu
   return optax.join_schedules([optax.linear_schedule(0.0, optim.lr, warmup), main], [warmup])
 
 
-def trainable_mask(config: ml_collections.ConfigDict, paths: list[str]) -> dict[str, bool]:
-  """{path: True if it trains} from `config.adapt.trainable` rules."""
-  labels = partition.match(config.adapt.trainable, paths, 'adapt.trainable')
+def trainable_mask(trainable_rules: path_rules.Rules, paths: list[str]) -> dict[str, bool]:
+  """{path: True if it trains} from the `adapt.trainable` rules."""
+  labels = path_rules.match(trainable_rules, paths, 'adapt.trainable')
   bad = {v for v in labels.values() if v not in ('train', FROZEN)}
   if bad:
-    raise partition.RuleError(
+    raise path_rules.RuleError(
         f"adapt.trainable: values must be 'train' or 'frozen', got {sorted(map(str, bad))}"
     )
   # Model constants (frozen BatchNorm statistics) never train, whatever the rules say.
@@ -53,27 +54,46 @@ def trainable_mask(config: ml_collections.ConfigDict, paths: list[str]) -> dict[
 
 
 def param_groups(
-    config: ml_collections.ConfigDict, flat_params: Mapping[str, Any], trainable: Mapping[str, bool]
+    optim: ml_collections.ConfigDict, flat_params: Mapping[str, Any], trainable: Mapping[str, bool]
 ) -> dict[str, dict[str, Any]]:
-  """Per-path decisions: {'label', 'lr_mult', 'wd_mult'}; frozen paths get label 'frozen'."""
+  """Per-path decisions: {'label', 'lr_mult', 'wd_mult'}; frozen paths get label 'frozen'.
+
+  Freezing has one spelling, `adapt.trainable`: a learning-rate multiplier of zero or below
+  is an error, not a second way to freeze (a negative one would be gradient ascent).
+  """
   paths = list(flat_params)
-  lr = partition.match(config.optim.lr_rules, paths, 'optim.lr_rules')
-  wd = partition.match(config.optim.wd_rules, paths, 'optim.wd_rules')
+  lr = path_rules.match(optim.lr_rules, paths, 'optim.lr_rules')
+  wd = path_rules.match(optim.wd_rules, paths, 'optim.wd_rules')
   groups = {}
   for p in paths:
-    lr_mult, wd_mult = float(lr[p]), float(wd[p])
-    # A zero learning rate is freezing spelled differently: treat it as such.
-    train = trainable[p] and lr_mult != 0.0
-    label = f'lr{lr_mult:g}_wd{wd_mult:g}' if train else FROZEN
-    groups[p] = {'label': label, 'lr_mult': lr_mult if train else 0.0, 'wd_mult': wd_mult}
+    lr_mult, wd_mult = _multiplier(lr[p], 'optim.lr_rules', p), _multiplier(
+        wd[p], 'optim.wd_rules', p
+    )
+    if lr_mult <= 0.0:
+      raise path_rules.RuleError(
+          f"optim.lr_rules: multiplier {lr_mult:g} for '{p}' must be > 0; to freeze "
+          f"parameters use adapt.trainable, e.g. (('{p}', 'frozen'), ..., ('.*', 'train'))"
+      )
+    if wd_mult < 0.0:
+      raise path_rules.RuleError(f"optim.wd_rules: multiplier {wd_mult:g} for '{p}' must be >= 0")
+    label = f'lr{lr_mult:g}_wd{wd_mult:g}' if trainable[p] else FROZEN
+    groups[p] = {'label': label, 'lr_mult': lr_mult if trainable[p] else 0.0, 'wd_mult': wd_mult}
   return groups
 
 
+def _multiplier(value: Any, what: str, path: str) -> float:
+  try:
+    return float(value)
+  except (TypeError, ValueError):
+    raise path_rules.RuleError(
+        f"{what}: value {value!r} for '{path}' is not a number; use e.g. ('.*', 1.0)"
+    ) from None
+
+
 def make_optimizer(
-    config: ml_collections.ConfigDict, groups: Mapping[str, Mapping[str, Any]], total_steps: int
+    optim: ml_collections.ConfigDict, groups: Mapping[str, Mapping[str, Any]], total_steps: int
 ) -> optax.GradientTransformation:
   """The full optimizer over the whole parameter tree (frozen leaves included)."""
-  optim = config.optim
   base = schedule(optim, total_steps)
   transforms = {FROZEN: optax.set_to_zero()}
   for g in {v['label']: v for v in groups.values() if v['label'] != FROZEN}.values():
@@ -87,9 +107,9 @@ def make_optimizer(
           optax.sgd(lr, momentum=optim.momentum or None, nesterov=optim.nesterov),
       )
     else:
-      raise ValueError(f"unknown optim.name '{optim.name}'; choose adamw or sgd")
+      raise ConfigError(f"unknown optim.name '{optim.name}'; choose adamw or sgd")
     transforms[g['label']] = tx
-  labels = partition.unflatten({p: g['label'] for p, g in groups.items()})
+  labels = param_tree.unflatten({p: g['label'] for p, g in groups.items()})
   tx = optax.partition(transforms, labels)  # a.k.a. multi_transform
   if optim.grad_clip:
     # Frozen leaves enter with zero gradients, so the global norm is the trainable one.

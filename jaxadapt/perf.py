@@ -19,22 +19,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jaxadapt import data, methods, sharding, step as step_lib, train as train_lib
-
-
-def compiled_cost(fn, *args) -> dict[str, float]:
-  """FLOPs and memory of `jax.jit(fn)` compiled for `args` (arrays or ShapeDtypeStructs)."""
-  compiled = jax.jit(fn).lower(*args).compile()
-  mem = compiled.memory_analysis()
-  peak = None
-  if mem is not None:
-    peak = (
-        mem.argument_size_in_bytes
-        + mem.output_size_in_bytes
-        + mem.temp_size_in_bytes
-        - mem.alias_size_in_bytes
-    )
-  return {'flops': train_lib.compiled_flops(compiled), 'peak_bytes': peak}
+from jaxadapt import cost, data, experiment, methods, sharding, step as step_lib
 
 
 def measure(config: ml_collections.ConfigDict, method: str, steps: int = 10) -> dict[str, Any]:
@@ -45,7 +30,7 @@ def measure(config: ml_collections.ConfigDict, method: str, steps: int = 10) -> 
   methods.apply(cfg, method)
   mesh = sharding.make_mesh(cfg.mesh)
   info = data.dataset_info(cfg.dataset)
-  exp = train_lib.build(cfg, mesh, info, total_steps=1000)
+  exp = experiment.build(cfg, mesh, info, total_steps=1000)
   state = step_lib.init_state(exp.params, exp.tx)
   step_fn = step_lib.make_train_step(
       exp.forward, exp.tx, exp.trainable, exp.preprocess_train, cfg.seed
@@ -57,12 +42,12 @@ def measure(config: ml_collections.ConfigDict, method: str, steps: int = 10) -> 
       ),
       'label': jnp.asarray(rng.integers(0, info['num_classes'], (cfg.batch_size,), dtype=np.int32)),
   }
-  step_cost = compiled_cost(step_fn, state, batch)
+  step_cost = cost.compiled_cost(step_fn, state, batch)
 
   def forward(params, images):
     return exp.forward(params, exp.preprocess_eval(images, jax.random.key(0), False))
 
-  fwd_cost = compiled_cost(forward, exp.params, batch['image'])
+  fwd_cost = cost.compiled_cost(forward, exp.params, batch['image'])
   # The head's backward: dW = h^T dy and db = sum dy, i.e. 2*B*D*C + B*C FLOPs.
   d, c = exp.params['head']['kernel'].shape
   head_bwd = 2.0 * cfg.batch_size * d * c + cfg.batch_size * c
@@ -76,7 +61,7 @@ def measure(config: ml_collections.ConfigDict, method: str, steps: int = 10) -> 
     state, metrics = jitted(state, batch)
     jax.block_until_ready(metrics)
     times.append(time.perf_counter() - t0)
-  counts = train_lib.param_counts(exp)
+  counts = cost.param_counts(exp.params, exp.trainable)
   return {
       'method': method,
       'model': cfg.model.name,
@@ -88,7 +73,7 @@ def measure(config: ml_collections.ConfigDict, method: str, steps: int = 10) -> 
       'median_step_s': statistics.median(times),
       'params': counts['total_params'],
       'trainable_params': counts['trainable_params'],
-      'opt_state_bytes': train_lib.tree_bytes(state.opt_state),
+      'opt_state_bytes': cost.tree_bytes(state.opt_state),
       'peak_bytes': step_cost['peak_bytes'],
   }
 

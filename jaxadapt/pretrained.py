@@ -18,10 +18,11 @@ import jax
 import numpy as np
 from etils import epath
 
-from jaxadapt import checkpoint, partition
+from jaxadapt import checkpoint, path_rules, param_tree
+from jaxadapt.errors import UserError
 
 
-class PretrainedError(ValueError):
+class PretrainedError(UserError):
   """The checkpoint does not fit the model; the message names the parameter."""
 
 
@@ -29,7 +30,7 @@ def read_flat(path: str) -> dict[str, np.ndarray]:
   """Reads any supported checkpoint into {'a/b/c': numpy array}."""
   p = epath.Path(path)
   if not p.exists():
-    raise FileNotFoundError(
+    raise PretrainedError(
         f'init.checkpoint not found: {path}; train the upstream model first '
         f'(e.g. jaxadapt train --config configs/fashion_mnist/pretrain.py '
         f'--workdir {path}) or point checkpoint= at a .npz/.safetensors file'
@@ -42,7 +43,7 @@ def read_flat(path: str) -> dict[str, np.ndarray]:
 
     return dict(load(p.read_bytes()))
   params = checkpoint.restore_params(p)
-  return {k: np.asarray(v) for k, v in partition.flatten(params).items()}
+  return {k: np.asarray(v) for k, v in param_tree.flatten(params).items()}
 
 
 def rename(flat: Mapping[str, np.ndarray], name_map: Sequence[tuple[str, str]]) -> dict:
@@ -66,9 +67,9 @@ def load_into(
   The report lists 'loaded', 'kept' (dont_load) and 'unused' checkpoint keys.
   """
   source = rename(read_flat(path), name_map)
-  target = partition.flatten(fresh)
+  target = param_tree.flatten(fresh)
   skip = (
-      partition.match(
+      path_rules.match(
           [(r, True) for r in dont_load],
           list(target),
           'init.dont_load',
@@ -85,7 +86,7 @@ def load_into(
       report['kept'].append(name)
       continue
     if name not in source:
-      close = partition.nearby(name, list(source), n=3)
+      close = path_rules.nearby(name, list(source), n=3)
       raise PretrainedError(
           f"parameter '{name}' is not in checkpoint {path} "
           f"(closest keys: {', '.join(close)}); add it to init.dont_load "
@@ -104,7 +105,7 @@ def load_into(
     out[name] = jax.device_put(value.astype(leaf.dtype), leaf.sharding)
     report['loaded'].append(name)
   report['unused'] = sorted(set(source) - set(report['loaded']))
-  return partition.unflatten(out), report
+  return param_tree.unflatten(out), report
 
 
 def resize_posemb(posemb: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -133,12 +134,12 @@ def overlay(params: Any, path: str) -> Any:
   that matches no parameter means the wrong base model or LoRA rules.
   """
   source = read_flat(path)
-  target = partition.flatten(params)
+  target = param_tree.flatten(params)
   for name, value in source.items():
     if name not in target:
       raise PretrainedError(
           f"adapter tensor '{name}' in {path} matches no parameter "
-          f"(closest: {', '.join(partition.nearby(name, list(target), n=3))}); "
+          f"(closest: {', '.join(path_rules.nearby(name, list(target), n=3))}); "
           f'check adapt.lora.rules and the base model'
       )
     if value.shape != target[name].shape:
@@ -147,4 +148,4 @@ def overlay(params: Any, path: str) -> Any:
           f'but {tuple(target[name].shape)} in the model'
       )
     target[name] = jax.device_put(value.astype(target[name].dtype), target[name].sharding)
-  return partition.unflatten(target)
+  return param_tree.unflatten(target)

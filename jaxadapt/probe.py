@@ -18,7 +18,10 @@ import numpy as np
 import optax
 
 from jaxadapt import data, sharding
+from jaxadapt.config import ConfigError
 from jaxadapt.step import model_input
+
+KINDS = ('ridge', 'softmax')
 
 
 def extract_features(
@@ -48,11 +51,16 @@ def fit_head(
     epochs: int = 20,
     seed: int = 0,
 ) -> dict[str, np.ndarray]:
+  check_kind(kind)
   if kind == 'ridge':
     return fit_ridge(feats, labels, num_classes, l2)
-  if kind == 'softmax':
-    return fit_softmax(feats, labels, num_classes, epochs=epochs, seed=seed)
-  raise ValueError(f"unknown adapt.fast_probe '{kind}'; choose ridge or softmax (or '' for off)")
+  return fit_softmax(feats, labels, num_classes, epochs=epochs, seed=seed)
+
+
+def check_kind(kind: str) -> None:
+  """A bad `adapt.fast_probe` fails before the run writes anything."""
+  if kind not in KINDS:
+    raise ConfigError(f"unknown adapt.fast_probe '{kind}'; choose ridge or softmax (or '' for off)")
 
 
 def fit_ridge(

@@ -1,9 +1,9 @@
-"""Device mesh and shardings: batch over ('data', 'fsdp'), parameters replicated.
+"""Device mesh and shardings: batch over ('data', 'fsdp'), parameters by rules.
 
 jax.jit with NamedSharding on a Mesh is the current form of pjit; the step
 function is written once for one device and the shardings say how XLA spreads
-it. Parameters are replicated here; rule-driven FSDP sharding of parameters
-plugs in through `param_sharding`.
+it. Parameters are replicated unless `mesh.param_rules` shard them over
+'fsdp' (FSDP); optimizer state follows its parameter.
 """
 
 from __future__ import annotations
@@ -12,6 +12,12 @@ import jax
 import ml_collections
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jaxadapt.errors import UserError
+
+
+class MeshError(UserError):
+  """A mesh or batch size that the devices cannot realise."""
+
 
 BATCH_AXES = ('data', 'fsdp')
 
@@ -22,15 +28,15 @@ def make_mesh(mesh_cfg: ml_collections.ConfigDict, devices=None) -> Mesh:
   sizes = {'data': mesh_cfg.data, 'fsdp': mesh_cfg.fsdp}
   known = int(np.prod([s for s in sizes.values() if s != -1]))
   if list(sizes.values()).count(-1) > 1:
-    raise ValueError('mesh: at most one of mesh.data, mesh.fsdp may be -1')
+    raise MeshError('mesh: at most one of mesh.data, mesh.fsdp may be -1')
   if devices.size % known:
-    raise ValueError(
+    raise MeshError(
         f'mesh: {devices.size} devices cannot be split into data={mesh_cfg.data} '
         f'x fsdp={mesh_cfg.fsdp}'
     )
   sizes = {k: (devices.size // known if v == -1 else v) for k, v in sizes.items()}
   if sizes['data'] * sizes['fsdp'] != devices.size:
-    raise ValueError(
+    raise MeshError(
         f"mesh: data={sizes['data']} x fsdp={sizes['fsdp']} != {devices.size} devices; "
         f'set one of them to -1'
     )
@@ -51,7 +57,7 @@ def check_batch_size(batch_size: int, mesh: Mesh, what: str = 'batch_size') -> N
   n = mesh.devices.size
   if batch_size % n:
     lower, upper = batch_size // n * n, (batch_size // n + 1) * n
-    raise ValueError(
+    raise MeshError(
         f'{what}={batch_size} is not divisible by the {n} devices; '
         f'use {lower or upper} or {upper} (or change mesh.data/mesh.fsdp)'
     )
@@ -77,9 +83,9 @@ def param_specs(shapes: dict[str, tuple[int, ...]], rules, mesh: Mesh) -> dict[s
   divides, replicate if none does or the leaf is small); or an explicit tuple such as
   ('fsdp', None) used as the PartitionSpec.
   """
-  from jaxadapt import partition  # Local: partition is pure Python, sharding is imported early.
+  from jaxadapt import path_rules  # Local: pure Python, sharding is imported early.
 
-  decided = partition.match(rules, list(shapes), 'mesh.param_rules')
+  decided = path_rules.match(rules, list(shapes), 'mesh.param_rules')
   n = mesh.shape['fsdp']
   specs = {}
   for path, value in decided.items():
@@ -95,13 +101,13 @@ def param_specs(shapes: dict[str, tuple[int, ...]], rules, mesh: Mesh) -> dict[s
         specs[path] = P(*[('fsdp' if d == dim else None) for d in range(len(shape))])
     elif isinstance(value, (tuple, list)):
       if len(value) > len(shape):
-        raise ValueError(
+        raise MeshError(
             f"mesh.param_rules: spec {tuple(value)} for '{path}' has more entries "
             f'than its {len(shape)} dimensions'
         )
       specs[path] = P(*value)
     else:
-      raise ValueError(
+      raise MeshError(
           f"mesh.param_rules: bad value {value!r} for '{path}'; use 'replicate', "
           f"'fsdp' or a PartitionSpec tuple such as ('fsdp', None)"
       )
@@ -132,9 +138,9 @@ def plan(params, rules, mesh: Mesh):
 
   `params` may be abstract (ShapeDtypeStructs): nothing is allocated.
   """
-  from jaxadapt import partition
+  from jaxadapt import param_tree
 
-  shapes = {p: tuple(v.shape) for p, v in partition.flatten(params).items()}
+  shapes = {p: tuple(v.shape) for p, v in param_tree.flatten(params).items()}
   specs = param_specs(shapes, rules, mesh)
   return tree_shardings(params, specs, shapes, mesh), specs, shapes
 

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxadapt import lora, partition
+from jaxadapt import lora, param_tree
 
 Batch = Mapping[str, jax.Array]
 Preprocess = Callable[[jax.Array, jax.Array, bool], jax.Array]
@@ -64,7 +64,7 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
 
 def split_params(params: Any, trainable: Mapping[str, bool]) -> tuple[dict, dict]:
   """Nested params -> (trainable, frozen) flat dicts keyed by path."""
-  flat = partition.flatten(params)
+  flat = param_tree.flatten(params)
   return (
       {k: v for k, v in flat.items() if trainable[k]},
       {k: v for k, v in flat.items() if not trainable[k]},
@@ -100,7 +100,7 @@ def make_train_step(
     frozen = jax.lax.stop_gradient(frozen)
 
     def loss_fn(learned):
-      params = partition.unflatten({**frozen, **learned})
+      params = param_tree.unflatten({**frozen, **learned})
       logits = forward(params, images, train=True, rngs={'dropout': dropout_rng})
       if objective is None:
         return cross_entropy(logits, batch['label']).mean(), logits
@@ -110,13 +110,13 @@ def make_train_step(
     # The optimizer sees the whole tree; frozen leaves get zeros that set_to_zero drops.
     zeros = {k: jnp.zeros_like(v) for k, v in frozen.items()}
     updates, opt_state = tx.update(
-        partition.unflatten({**grads, **zeros}), state.opt_state, state.params
+        param_tree.unflatten({**grads, **zeros}), state.opt_state, state.params
     )
-    flat_updates = partition.flatten(updates)
+    flat_updates = param_tree.flatten(updates)
     learned = optax.apply_updates(learned, {k: flat_updates[k] for k in learned})
     # Frozen leaves are passed through untouched, so they stay bitwise identical.
     new_state = state.replace(
-        step=state.step + 1, params=partition.unflatten({**frozen, **learned}), opt_state=opt_state
+        step=state.step + 1, params=param_tree.unflatten({**frozen, **learned}), opt_state=opt_state
     )
     metrics = {
         'loss': loss,

@@ -31,7 +31,7 @@ import time
 import numpy as np
 import pytest
 
-from jaxadapt import checkpoint, partition
+from jaxadapt import checkpoint, param_tree
 from jaxadapt.metrics import read_metrics
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -85,7 +85,7 @@ def _train(workdir, quiet=True) -> str:
 
 
 def _params(workdir) -> dict:
-  flat = partition.flatten(checkpoint.restore_params(workdir))
+  flat = param_tree.flatten(checkpoint.restore_params(workdir))
   return {k: np.asarray(v) for k, v in flat.items()}
 
 

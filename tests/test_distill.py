@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxadapt import checkpoint, cli, distill, partition, step
+from jaxadapt import checkpoint, cli, distill, param_tree, step
 from jaxadapt.metrics import read_metrics
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -69,14 +69,14 @@ def teacher(tmp_path_factory):
 
 
 def test_distill_run_leaves_teacher_untouched_and_student_clean(teacher, tmp_path):
-  before = partition.flatten(checkpoint.restore_params(teacher))
+  before = param_tree.flatten(checkpoint.restore_params(teacher))
   wd = tmp_path / 'student'
   assert (
       _train('--config', f'{CONFIGS}/distill.py:smoke,teacher={teacher}', '--workdir', str(wd)) == 0
   )
-  after = partition.flatten(checkpoint.restore_params(teacher))
+  after = param_tree.flatten(checkpoint.restore_params(teacher))
   assert all(np.array_equal(before[k], after[k]) for k in before)
-  student = partition.flatten(checkpoint.restore_params(wd))
+  student = param_tree.flatten(checkpoint.restore_params(wd))
   # The student is its own small model: its checkpoint holds its leaves only.
   assert student['dense/kernel'].shape != before['dense/kernel'].shape
   assert sum(v.size for v in student.values()) < sum(v.size for v in before.values())

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from jaxadapt import checkpoint, cli, config as config_lib, data, lora, models, partition
-from jaxadapt import presets, pretrained, sharding, step as step_lib, train as train_lib
+from jaxadapt import checkpoint, cli, config as config_lib, data, lora, models, param_tree, path_rules
+from jaxadapt import experiment, presets, pretrained, sharding, step as step_lib, train as train_lib
 
 from shared_runs import trained_run
 
@@ -51,12 +51,12 @@ def test_lora_at_init_is_exactly_the_base_model(name):
   model = smoke_model(name)
   params = init_params(model)
   adapted = lora.add_adapters(params, RULES[name], jax.random.key(1))
-  flat = partition.flatten(adapted)
+  flat = param_tree.flatten(adapted)
   assert any(k.startswith('lora/') for k in flat)
   assert all(not np.asarray(v).any() for k, v in flat.items() if k.endswith('/b'))
   # Merging zero adapters gives back the base kernels bitwise...
-  merged = partition.flatten(lora.merge(adapted, ALPHA))
-  base_flat = partition.flatten(params)
+  merged = param_tree.flatten(lora.merge(adapted, ALPHA))
+  base_flat = param_tree.flatten(params)
   assert set(merged) == set(base_flat)
   for k, v in base_flat.items():
     assert np.array_equal(np.asarray(merged[k]), np.asarray(v)), k
@@ -69,10 +69,10 @@ def test_lora_at_init_is_exactly_the_base_model(name):
 
 def randomise_b(params, seed=3):
   rng = np.random.default_rng(seed)
-  return partition.unflatten(
+  return param_tree.unflatten(
       {
           p: jnp.asarray(rng.normal(0, 1, v.shape).astype(v.dtype)) if p.endswith('/b') else v
-          for p, v in partition.flatten(params).items()
+          for p, v in param_tree.flatten(params).items()
       }
   )
 
@@ -89,19 +89,19 @@ def test_merge_matches_the_adapted_forward(name, kernel):
   model = smoke_model(name)
   params = init_params(model)
   adapted = randomise_b(lora.add_adapters(params, RULES[name], jax.random.key(1)))
-  flat = {k: np.asarray(v) for k, v in partition.flatten(adapted).items()}
+  flat = {k: np.asarray(v) for k, v in param_tree.flatten(adapted).items()}
 
   merged = lora.merge(adapted, ALPHA)
-  merged_flat = partition.flatten(merged)
+  merged_flat = param_tree.flatten(merged)
   assert not any(k.startswith('lora/') for k in merged_flat)
-  assert set(merged_flat) == set(partition.flatten(params))
+  assert set(merged_flat) == set(param_tree.flatten(params))
   # W + (alpha / r) a b, reshaped to W's shape (conv: (kh, kw, in) flattened to fan_in).
   w, a, b = flat[kernel], flat[f'lora/{kernel}/a'], flat[f'lora/{kernel}/b']
   expected = w + (ALPHA / a.shape[1]) * (a.astype(np.float64) @ b).reshape(w.shape)
   np.testing.assert_allclose(np.asarray(merged_flat[kernel]), expected, rtol=1e-5, atol=1e-5)
   # The scale is linear in alpha.
   delta = np.asarray(merged_flat[kernel]) - w
-  double = np.asarray(partition.flatten(lora.merge(adapted, 2 * ALPHA))[kernel]) - w
+  double = np.asarray(param_tree.flatten(lora.merge(adapted, 2 * ALPHA))[kernel]) - w
   np.testing.assert_allclose(double, 2 * delta, rtol=1e-4, atol=1e-5)
   # Unadapted leaves pass through untouched.
   for p in ('head/kernel', 'head/bias'):
@@ -123,7 +123,7 @@ def test_adapter_shapes_and_rank_cap():
   params = init_params(smoke_model('cnn'))
   kernels = {
       p: v.shape
-      for p, v in partition.flatten(params).items()
+      for p, v in param_tree.flatten(params).items()
       if p.endswith('kernel') and not p.startswith('head')
   }
   assert kernels == {
@@ -133,7 +133,7 @@ def test_adapter_shapes_and_rank_cap():
   }
   for rank in (2, 8, 64):
     rules = ((r'(block\d+/conv\d+|dense)/kernel', rank),)
-    flat = partition.flatten(lora.add_adapters(params, rules, jax.random.key(0)))
+    flat = param_tree.flatten(lora.add_adapters(params, rules, jax.random.key(0)))
     adapters = lora.adapter_paths(flat)
     assert len(adapters) == 2 * len(kernels)
     for path, shape in kernels.items():
@@ -144,7 +144,7 @@ def test_adapter_shapes_and_rank_cap():
       assert a.dtype == b.dtype == flat[path].dtype
       assert not np.asarray(b).any() and np.asarray(a).std() > 0
   # Explicitly: rank 8 on a (3,3,1,4) conv is capped at 4, on the (392,16) dense it is not.
-  flat = partition.flatten(lora.add_adapters(params, RULES['cnn'], jax.random.key(0)))
+  flat = param_tree.flatten(lora.add_adapters(params, RULES['cnn'], jax.random.key(0)))
   assert flat['lora/block1/conv1/kernel/a'].shape == (9, 4)
   assert flat['lora/dense/kernel/b'].shape == (8, 16)
   assert 'lora/head/kernel/a' not in flat
@@ -153,14 +153,16 @@ def test_adapter_shapes_and_rank_cap():
 def test_lora_rule_errors():
   params = shapes_only(smoke_model('cnn'))  # errors come before any array is touched
   with pytest.raises(
-      partition.RuleError,
+      path_rules.RuleError,
       match=r"rule 'blok1/conv1/kernel' matches no parameter; nearby paths: "
       r'.*block1/conv1/kernel',
   ):
     lora.add_adapters(params, (('blok1/conv1/kernel', 4),), jax.random.key(0))
-  with pytest.raises(ValueError, match=r"'dense/bias' has shape \(16,\).*2D \(Dense\) or 4D"):
+  with pytest.raises(
+      path_rules.RuleError, match=r"'dense/bias' has shape \(16,\).*2D \(Dense\) or 4D"
+  ):
     lora.add_adapters(params, (('dense/.*', 4),), jax.random.key(0))
-  with pytest.raises(ValueError, match='no kernel a rank > 0'):
+  with pytest.raises(path_rules.RuleError, match='no kernel a rank > 0'):
     lora.add_adapters(params, (('dense/kernel', 0),), jax.random.key(0))
 
 
@@ -184,7 +186,7 @@ def export(capsys, wd, out, mode):
 def test_adapter_export_restores_the_trained_model(runs, tmp_path, capsys):
   up, spec, wd = runs
   table = json.loads((wd / 'params.json').read_text())
-  trained = {k: np.asarray(v) for k, v in partition.flatten(checkpoint.restore_params(wd)).items()}
+  trained = {k: np.asarray(v) for k, v in param_tree.flatten(checkpoint.restore_params(wd)).items()}
 
   out = tmp_path / 'adapters.safetensors'
   assert 'wrote' in export(capsys, wd, out, 'adapters')
@@ -198,8 +200,8 @@ def test_adapter_export_restores_the_trained_model(runs, tmp_path, capsys):
   # Base checkpoint + adapter file == the trained run, bitwise.
   config = config_lib.load_config(spec, [f'--config.init.adapters={out}', '--config.num_steps=0'])
   mesh = sharding.make_mesh(config.mesh)
-  exp = train_lib.build(config, mesh, data.dataset_info(config.dataset), 1)
-  restored = {k: np.asarray(v) for k, v in partition.flatten(exp.params).items()}
+  exp = experiment.build(config, mesh, data.dataset_info(config.dataset), 1)
+  restored = {k: np.asarray(v) for k, v in param_tree.flatten(exp.params).items()}
   assert set(restored) == set(trained)
   for k in trained:
     assert np.array_equal(restored[k], trained[k]), k
@@ -232,11 +234,11 @@ def test_merged_export_runs_in_a_plain_model(runs, tmp_path, capsys):
 
   model = smoke_model('cnn')
   fresh = init_params(model, seed=5)
-  assert set(tensors) == set(partition.flatten(fresh))
+  assert set(tensors) == set(param_tree.flatten(fresh))
   plain, report = pretrained.load_into(fresh, str(out))
   assert report['unused'] == [] and not report['kept']
   # The adapters were trained, so the merged kernels differ from the frozen base kernels.
-  base = partition.flatten(trained)
+  base = param_tree.flatten(trained)
   assert not np.array_equal(tensors['dense/kernel'], np.asarray(base['dense/kernel']))
 
   alpha = json.loads((wd / 'config.json').read_text())['adapt']['lora']['alpha']

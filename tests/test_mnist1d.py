@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 from mnist1d.data import get_dataset_args, make_dataset
 
-from jaxadapt import cli, config as config_lib, methods, partition
+from jaxadapt import cli, config as config_lib, methods, path_rules, param_tree
 from jaxadapt.data import dataset_info, generate_mnist1d, load_split, make_preprocess, output_shape
 from jaxadapt.data.preprocess import permutation
 from jaxadapt.metrics import read_metrics
 from jaxadapt.models import build_model
+from jaxadapt.errors import DataError
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = str(ROOT / 'configs/mnist1d/train.py')
@@ -93,11 +94,11 @@ def test_permute_on_images_moves_pixels_with_their_channels():
 
 
 def test_sequence_preprocess_errors():
-  with pytest.raises(ValueError, match=r'permute\(seed\) with an integer seed'):
+  with pytest.raises(DataError, match=r'permute\(seed\) with an integer seed'):
     make_preprocess('permute(1.5)')
-  with pytest.raises(ValueError, match="'flip' needs images"):
+  with pytest.raises(DataError, match="'flip' needs images"):
     output_shape('flip', (40, 1))
-  with pytest.raises(ValueError, match="'pad_crop' needs images"):
+  with pytest.raises(DataError, match="'pad_crop' needs images"):
     make_preprocess('pad_crop(2)')(jnp.zeros((2, 40, 1)), jax.random.key(0), True)
   assert output_shape('normalize(0,1)', (40, 1)) == (40, 1)
 
@@ -131,7 +132,7 @@ def test_parameter_paths():
   def paths(name, **kwargs):
     model = build_model(name, 10, **kwargs)
     return set(
-        partition.flatten(
+        param_tree.flatten(
             jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 40, 1)))['params']
         )
     )
@@ -250,13 +251,16 @@ def test_adaptation_methods_cover_the_mnist1d_models(model, method, trainable):
     methods.apply(config, method)
   net = build_model(model, 10, **config.model.kwargs)
   params = net.init(jax.random.PRNGKey(0), jnp.zeros((2, 40, 1)))['params']
-  paths = list(partition.flatten(params))
-  decided = partition.match(config.adapt.trainable, paths, 'adapt.trainable')
+  paths = list(param_tree.flatten(params))
+  decided = path_rules.match(config.adapt.trainable, paths, 'adapt.trainable')
   got = {p for p, v in decided.items() if v == 'train'}
   assert got == (set(paths) if trainable is None else trainable)
 
 
 def test_lora_on_cnn1d_says_what_to_use_instead():
   config = config_lib.load_config(f'{CONFIG}:model=cnn1d')
-  with config.unlocked(), pytest.raises(ValueError, match="no adapter targets for model 'cnn1d'"):
+  with (
+      config.unlocked(),
+      pytest.raises(methods.MethodError, match="no adapter targets for model 'cnn1d'"),
+  ):
     methods.apply(config, 'lora')

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import pytest
 from flax.traverse_util import flatten_dict
 
+from jaxadapt import models
 from jaxadapt.models import build_model
 
 X = jnp.ones((2, 28, 28, 1), jnp.float32)
@@ -156,7 +157,7 @@ def test_dropout_only_in_train(name, kwargs):
 
 
 def test_unknown_model_suggests():
-  with pytest.raises(ValueError) as err:
+  with pytest.raises(models.ModelError) as err:
     build_model('resnte', 10)
   assert str(err.value) == (
       "unknown model 'resnte'; choose one of: cnn, resnet, vit, linear, mlp, cnn1d, gru "
@@ -165,7 +166,7 @@ def test_unknown_model_suggests():
 
 
 def test_unknown_kwarg_named():
-  with pytest.raises(ValueError, match="'widht'.*widths, dense, dropout, norm"):
+  with pytest.raises(models.ModelError, match="'widht'.*widths, dense, dropout, norm"):
     build_model('cnn', 10, widht=(8,))
-  with pytest.raises(ValueError, match="'dropout'"):
+  with pytest.raises(models.ModelError, match="'dropout'"):
     build_model('resnet', 10, dropout=0.1)

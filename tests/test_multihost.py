@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from jaxadapt import checkpoint, partition
+from jaxadapt import checkpoint, param_tree
 from jaxadapt.metrics import read_metrics
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -94,7 +94,7 @@ def _train_records(workdir) -> dict[int, dict]:
 
 
 def _params(workdir) -> dict:
-  flat = partition.flatten(checkpoint.restore_params(workdir))
+  flat = param_tree.flatten(checkpoint.restore_params(workdir))
   return {k: np.asarray(v) for k, v in flat.items()}
 
 

@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 
-from jaxadapt import checkpoint, partition
+from jaxadapt import checkpoint, param_tree
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SMOKE = str(ROOT / 'configs/fashion_mnist/scratch.py') + ':smoke'
@@ -46,7 +46,7 @@ def _train(workdir, **popen):
 
 
 def _params(workdir):
-  return partition.flatten(checkpoint.restore_params(workdir))
+  return param_tree.flatten(checkpoint.restore_params(workdir))
 
 
 def test_sigterm_then_resume_is_bitwise_identical(tmp_path):

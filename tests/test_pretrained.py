@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from jaxadapt import checkpoint, cli, models, partition, presets, pretrained
+from jaxadapt import checkpoint, cli, models, param_tree, presets, pretrained
 
 from shared_runs import trained_run
 
@@ -47,7 +47,7 @@ def random_params(model, seed, size=28):
 
 
 def host_flat(params):
-  return {k: np.asarray(v) for k, v in partition.flatten(params).items()}
+  return {k: np.asarray(v) for k, v in param_tree.flatten(params).items()}
 
 
 @pytest.fixture(scope='module')
@@ -156,7 +156,7 @@ def test_missing_parameter_names_it(tmp_path, cnn):
 def test_missing_checkpoint_path(tmp_path, cnn, capsys):
   _, fresh = cnn
   for missing in (tmp_path / 'nope.npz', tmp_path / 'no_such_workdir'):
-    with pytest.raises(FileNotFoundError, match=str(missing)):
+    with pytest.raises(pretrained.PretrainedError, match=str(missing)):
       pretrained.load_into(fresh, str(missing))
   # Through the CLI: one line naming the path, and no workdir left behind.
   missing = tmp_path / 'no_such_run'

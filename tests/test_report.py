@@ -5,6 +5,7 @@ import json
 import pytest
 
 from jaxadapt.bench import report
+from jaxadapt.errors import UserError
 
 # acc[task][method][examples_per_class] = (seed 0, seed 1) test accuracies.
 ACC = {
@@ -102,10 +103,10 @@ def test_malformed_line_names_line_and_file(tmp_path):
   path = tmp_path / 'results.jsonl'
   good = json.dumps(_records()[1])
   path.write_text(f'{good}\n\n{good}\n{{"task": "related", oops\n')
-  with pytest.raises(ValueError, match=r'results\.jsonl:4:'):
+  with pytest.raises(UserError, match=r'results\.jsonl:4:'):
     report.load_results(path)
   path.write_text(f'{good}\n[1, 2]\n')
-  with pytest.raises(ValueError, match=r':2:'):
+  with pytest.raises(UserError, match=r':2:'):
     report.load_results(path)
 
 

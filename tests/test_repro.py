@@ -8,6 +8,7 @@ import pytest
 
 from jaxadapt import cli
 from jaxadapt.bench import repro_report, runlist, runner
+from jaxadapt.errors import UserError
 from shared_runs import bench_records, quick_bench
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -162,7 +163,7 @@ def test_table_report_puts_published_beside_ours(tmp_path):
 def test_report_errors_name_the_fix(tmp_path, capsys):
   assert cli.main(['report', str(tmp_path)]) == 2  # neither kind of results here
   _write(tmp_path, {'report': 'nope'}, [])
-  with pytest.raises(ValueError, match="unknown report 'nope'; known: transferability, table"):
+  with pytest.raises(UserError, match="unknown report 'nope'; known: transferability, table"):
     repro_report.write_report(tmp_path)
 
 

@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxadapt import config as config_lib, data, models, optim, partition, sharding
+from jaxadapt import config as config_lib, data, models, optim, param_tree, sharding
 from jaxadapt import step as step_lib
 
 
@@ -12,10 +12,10 @@ def _step_on(devices, config, batch):
   mesh = sharding.make_mesh(config.mesh, devices)
   model = models.build_model('cnn', 10, widths=(4, 8), dense=16, dropout=0.1)
   params = model.init(jax.random.key(0), np.zeros((1, 28, 28, 1), np.float32))['params']
-  flat = partition.flatten(params)
-  trainable = optim.trainable_mask(config, list(flat))
-  groups = optim.param_groups(config, flat, trainable)
-  tx = optim.make_optimizer(config, groups, 10)
+  flat = param_tree.flatten(params)
+  trainable = optim.trainable_mask(config.adapt.trainable, list(flat))
+  groups = optim.param_groups(config.optim, flat, trainable)
+  tx = optim.make_optimizer(config.optim, groups, 10)
   rep = sharding.replicated(mesh)
   state = jax.device_put(step_lib.init_state(params, tx), rep)
   fn = step_lib.make_train_step(
@@ -48,12 +48,12 @@ def test_eight_devices_match_one():
 
 def test_mesh_errors():
   config = config_lib.load_config('configs/fashion_mnist/scratch.py', ['--config.mesh.fsdp=3'])
-  with pytest.raises(ValueError, match='cannot be split'):
+  with pytest.raises(sharding.MeshError, match='cannot be split'):
     sharding.make_mesh(config.mesh)
 
 
 def _fsdp_run(devices, data, fsdp, batch):
-  from jaxadapt import train as train_lib
+  from jaxadapt import experiment
 
   config = config_lib.load_config(
       'configs/fashion_mnist/scratch.py',
@@ -66,7 +66,7 @@ def _fsdp_run(devices, data, fsdp, batch):
   )
   mesh = sharding.make_mesh(config.mesh, devices)
   info = {'num_classes': 10, 'image_shape': (28, 28, 1)}
-  exp = train_lib.build(config, mesh, info, total_steps=10)
+  exp = experiment.build(config, mesh, info, total_steps=10)
   init = lambda p: step_lib.init_state(p, exp.tx)
   state_sh = exp.shardings(jax.eval_shape(init, exp.params), mesh)
   state = jax.jit(init, out_shardings=state_sh)(exp.params)
@@ -116,5 +116,5 @@ def test_param_rules_explicit_spec_and_errors():
   specs = sharding.param_specs(shapes, [('dense/.*', (None, 'fsdp')), ('.*', 'replicate')], mesh)
   assert specs['dense/kernel'] == jax.sharding.PartitionSpec(None, 'fsdp')
   assert specs['head/kernel'] == jax.sharding.PartitionSpec()
-  with pytest.raises(ValueError, match="bad value 'shard'"):
+  with pytest.raises(sharding.MeshError, match="bad value 'shard'"):
     sharding.param_specs(shapes, [('.*', 'shard')], mesh)

@@ -13,6 +13,7 @@ import os
 from typing import Any, Iterable
 
 import numpy as np
+from jaxadapt.errors import UserError
 
 METHOD_ORDER = (
     'scratch',
@@ -31,6 +32,8 @@ _REQUIRED = ('task', 'method', 'examples_per_class', 'seed', 'test_accuracy')
 
 def load_results(path: str | os.PathLike) -> list[dict]:
   """Reads one JSON object per line; blank lines are skipped."""
+  if not os.path.exists(path):
+    raise UserError(f'no results file {path}: run `jaxadapt bench --suite ... --out DIR` first')
   records = []
   with open(path, encoding='utf-8') as f:
     for lineno, line in enumerate(f, start=1):
@@ -39,12 +42,12 @@ def load_results(path: str | os.PathLike) -> list[dict]:
       try:
         record = json.loads(line)
       except json.JSONDecodeError as e:
-        raise ValueError(f'{path}:{lineno}: malformed JSON ({e.msg})') from None
+        raise UserError(f'{path}:{lineno}: malformed JSON ({e.msg})') from None
       if not isinstance(record, dict):
-        raise ValueError(f'{path}:{lineno}: expected a JSON object, got {type(record).__name__}')
+        raise UserError(f'{path}:{lineno}: expected a JSON object, got {type(record).__name__}')
       missing = [k for k in _REQUIRED if k not in record]
       if missing:
-        raise ValueError(f'{path}:{lineno}: record lacks {", ".join(missing)}')
+        raise UserError(f'{path}:{lineno}: record lacks {", ".join(missing)}')
       records.append(record)
   return records
 

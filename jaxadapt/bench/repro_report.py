@@ -25,6 +25,7 @@ import numpy as np
 from etils import epath
 
 from jaxadapt.bench import report, runner
+from jaxadapt.errors import UserError
 
 VARIANTS = ('baseB', 'BnB', 'BnB+', 'AnB', 'AnB+')  # the paper's order and names
 
@@ -40,7 +41,7 @@ def write_report(results_dir: str | os.PathLike) -> tuple[str, list[str]]:
   with open(meta_path, encoding='utf-8') as f:
     meta = json.load(f)
   if meta['report'] not in KINDS:
-    raise ValueError(f"suite.json: unknown report '{meta['report']}'; known: {', '.join(KINDS)}")
+    raise UserError(f"suite.json: unknown report '{meta['report']}'; known: {', '.join(KINDS)}")
   records = report.latest(runner.read_results(epath.Path(out) / 'results.jsonl'))
   text, plots = KINDS[meta['report']](records, meta, out)
   title = meta.get('title') or meta['report']

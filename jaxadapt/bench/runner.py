@@ -23,7 +23,8 @@ import jax
 import ml_collections
 from etils import epath
 
-from jaxadapt import config as config_lib, data, train as train_lib
+from jaxadapt import config as config_lib, data, fast_probe, train as train_lib
+from jaxadapt.errors import UserError
 
 KNOWN_METHODS = (
     'scratch',
@@ -39,7 +40,7 @@ KNOWN_METHODS = (
 REQUIRED = ('upstream', 'tasks', 'methods', 'sizes', 'seeds', 'steps')
 
 
-class SuiteError(ValueError):
+class SuiteError(UserError):
   """A malformed suite file; the message names the field."""
 
 
@@ -223,7 +224,10 @@ def run_cell(config, workdir: epath.Path, cell: str, info: dict, results_path) -
   if workdir.exists():
     shutil.rmtree(workdir)  # a half-finished cell from a crash restarts cleanly
   t0 = time.perf_counter()
-  train_lib.train(config, str(workdir), quiet=True)
+  if config.adapt.fast_probe:
+    fast_probe.run(config, str(workdir), quiet=True)
+  else:
+    train_lib.train(config, str(workdir), quiet=True)
   wall = time.perf_counter() - t0
   summary = json.loads((workdir / 'summary.json').read_text())
   record = {

@@ -9,8 +9,8 @@ from jaxadapt.data.builders import (
     generate_mnist1d,
     read_idx,
 )
-from jaxadapt.data.datasets import dataset_info, load_split
-from jaxadapt.data.pipeline import BatchSource, eval_batches, prefetch
+from jaxadapt.data.datasets import dataset_info, load_eval_splits, load_split
+from jaxadapt.data.pipeline import BatchSource, eval_batches, train_source
 from jaxadapt.data.preprocess import make_preprocess, output_shape
 
 __all__ = [
@@ -22,9 +22,10 @@ __all__ = [
     'default_data_dir',
     'eval_batches',
     'generate_mnist1d',
+    'load_eval_splits',
     'load_split',
     'make_preprocess',
     'output_shape',
-    'prefetch',
     'read_idx',
+    'train_source',
 ]

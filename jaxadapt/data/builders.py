@@ -14,6 +14,7 @@ from typing import Iterator
 import numpy as np
 from etils import epath
 import tensorflow_datasets as tfds
+from jaxadapt.errors import DataError
 
 _log = logging.getLogger(__name__)
 
@@ -58,16 +59,14 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     data = f.read()
   # Header: two zero bytes, a dtype code (0x08 = uint8), number of dims, then big-endian int32 dims.
   if len(data) < 4 or data[0] != 0 or data[1] != 0:
-    raise ValueError(f'{path}: not an IDX file (bad magic number)')
+    raise DataError(f'{path}: not an IDX file (bad magic number)')
   if data[2] != 0x08:
-    raise ValueError(f'{path}: IDX dtype code {data[2]:#x} unsupported (only uint8, 0x08)')
+    raise DataError(f'{path}: IDX dtype code {data[2]:#x} unsupported (only uint8, 0x08)')
   ndim = data[3]
   shape = tuple(int(d) for d in np.frombuffer(data, dtype='>i4', count=ndim, offset=4))
   offset = 4 + 4 * ndim
   if len(data) - offset != int(np.prod(shape)):
-    raise ValueError(
-        f'{path}: header says shape {shape} but payload has {len(data) - offset} bytes'
-    )
+    raise DataError(f'{path}: header says shape {shape} but payload has {len(data) - offset} bytes')
   return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(shape)
 
 
@@ -77,7 +76,7 @@ def _find_idx(source_dir: str, stem: str) -> Path:
     path = Path(source_dir) / name
     if path.exists():
       return path
-  raise FileNotFoundError(
+  raise DataError(
       f'Fashion-MNIST file {Path(source_dir) / (stem + ".gz")} is missing: run '
       f'`apt-get install dataset-fashion-mnist` or set config.dataset.source_dir '
       f'to a directory holding the IDX files'
@@ -176,7 +175,7 @@ class FashionMnistLocal(_LocalBuilder):
   def _generate_examples(self, images_path: Path, labels_path: Path) -> Iterator[tuple[int, dict]]:
     images, labels = read_idx(images_path), read_idx(labels_path)
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-      raise ValueError(
+      raise DataError(
           f'{images_path} / {labels_path}: shapes {images.shape} and {labels.shape} do not match'
       )
     for i in range(len(labels)):
@@ -274,7 +273,7 @@ def generate_mnist1d() -> dict[str, np.ndarray]:
 
   args = get_dataset_args()
   if args.final_seq_length != MNIST1D_LENGTH:
-    raise ValueError(
+    raise DataError(
         f'mnist1d default final_seq_length is {args.final_seq_length}, '
         f'this builder expects {MNIST1D_LENGTH}'
     )

@@ -9,10 +9,12 @@ import logging
 import os
 from typing import Any, Iterator
 
+import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
 
 from jaxadapt.data import builders
+from jaxadapt.errors import DataError
 
 # Config names of the offline builders; everything else is looked up in the TFDS catalog.
 LOCAL_BUILDERS = {
@@ -43,11 +45,11 @@ def _get(cfg: Any, field: str, default: Any = None) -> Any:
   return default if value is None else value
 
 
-def _unknown_name_error(name: str, catalog: list[str]) -> ValueError:
+def _unknown_name_error(name: str, catalog: list[str]) -> DataError:
   local = ', '.join(LOCAL_BUILDERS)
   close = difflib.get_close_matches(name, list(LOCAL_BUILDERS) + catalog, n=1)
   hint = f" (did you mean '{close[0]}'?)" if close else ''
-  return ValueError(
+  return DataError(
       f"unknown dataset '{name}'; local datasets: {local}; or any TFDS catalog name{hint}"
   )
 
@@ -97,7 +99,7 @@ def _select_classes(
     arrays: dict[str, np.ndarray], classes: tuple[int, ...], num_classes: int
 ) -> dict[str, np.ndarray]:
   if len(set(classes)) != len(classes) or not all(0 <= c < num_classes for c in classes):
-    raise ValueError(f'dataset.classes={classes} must be distinct ids in [0, {num_classes})')
+    raise DataError(f'dataset.classes={classes} must be distinct ids in [0, {num_classes})')
   remap = np.full(num_classes, -1, dtype=np.int32)
   remap[list(classes)] = np.arange(len(classes), dtype=np.int32)
   keep = remap[arrays['label']] >= 0
@@ -112,7 +114,7 @@ def _select_examples(
   for c in range(num_classes):
     candidates = np.flatnonzero(arrays['label'] == c)
     if len(candidates) < per_class:
-      raise ValueError(
+      raise DataError(
           f"class {c} has only {len(candidates)} examples in split '{split}', "
           f'fewer than dataset.examples_per_class={per_class}'
       )
@@ -161,3 +163,14 @@ def dataset_info(dataset_cfg: Any) -> dict[str, Any]:
   num_classes, image_shape = _builder_meta(*_resolve(dataset_cfg))
   classes = tuple(_get(dataset_cfg, 'classes', ()))
   return {'num_classes': len(classes) if classes else num_classes, 'image_shape': image_shape}
+
+
+def load_eval_splits(dataset_cfg: Any) -> dict[str, dict[str, np.ndarray]]:
+  """{'val': arrays, 'test': arrays} for the configured (non-empty) eval splits.
+
+  Eval splits never take the k-shot subset (`examples_per_class`): it only applies to
+  training data.
+  """
+  full = ml_collections.ConfigDict(dict(dataset_cfg.to_dict(), examples_per_class=0))
+  splits = {'val': dataset_cfg.val_split, 'test': dataset_cfg.test_split}
+  return {name: load_split(full, split) for name, split in splits.items() if split}

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import queue
-import threading
-from typing import Iterable, Iterator, TypeVar
+from typing import Any, Iterator
+
+import jax
 
 import numpy as np
 
-T = TypeVar('T')
+from jaxadapt.errors import DataError
 
 
 def _num_examples(arrays: dict[str, np.ndarray]) -> int:
@@ -27,7 +27,7 @@ def _process_rows(batch_size: int, process_index: int, process_count: int) -> sl
 
 def _check_processes(batch_size: int, process_index: int, process_count: int) -> None:
   if batch_size <= 0 or batch_size % process_count:
-    raise ValueError(
+    raise DataError(
         f'global batch size {batch_size} must be positive and divisible by '
         f'process_count={process_count}'
     )
@@ -56,7 +56,7 @@ class BatchSource:
     _check_processes(global_batch_size, process_index, process_count)
     self.num_examples = _num_examples(arrays)
     if drop_remainder and global_batch_size > self.num_examples:
-      raise ValueError(
+      raise DataError(
           f'global batch size {global_batch_size} exceeds the {self.num_examples} '
           f'examples available (drop_remainder=True would yield no batches)'
       )
@@ -99,15 +99,6 @@ class BatchSource:
     index = index[_process_rows(len(index), self.process_index, self.process_count)]
     return {key: value[index] for key, value in self.arrays.items()}
 
-  def iterate(
-      self, start_step: int = 0, num_steps: int | None = None
-  ) -> Iterator[dict[str, np.ndarray]]:
-    """Yield batch(start_step), batch(start_step + 1), ... (forever if num_steps is None)."""
-    step = start_step
-    while num_steps is None or step < start_step + num_steps:
-      yield self.batch(step)
-      step += 1
-
 
 def eval_batches(
     arrays: dict[str, np.ndarray], batch_size: int, process_index: int = 0, process_count: int = 1
@@ -129,53 +120,14 @@ def eval_batches(
     yield batch
 
 
-_DONE = object()
-
-
-class _Failure:
-  """Wraps a producer exception so it cannot be mistaken for an item."""
-
-  def __init__(self, error: BaseException):
-    self.error = error
-
-
-def prefetch(iterable: Iterable[T], n: int = 2) -> Iterator[T]:
-  """Produce items of `iterable` in a background thread, keeping up to `n` ready.
-
-  Exceptions from the producer are re-raised in the consumer; closing the
-  generator early stops the producer.
-  """
-  buffer: queue.Queue = queue.Queue(maxsize=n)
-  stop = threading.Event()
-
-  def put(item) -> bool:
-    while not stop.is_set():
-      try:
-        buffer.put(item, timeout=0.1)
-        return True
-      except queue.Full:
-        pass
-    return False
-
-  def produce() -> None:
-    try:
-      for item in iterable:
-        if not put(item):
-          return
-      put(_DONE)
-    except BaseException as e:  # Hand the error to the consumer thread.
-      put(_Failure(e))
-
-  thread = threading.Thread(target=produce, daemon=True)
-  thread.start()
-  try:
-    while True:
-      item = buffer.get()
-      if item is _DONE:
-        return
-      if isinstance(item, _Failure):
-        raise item.error
-      yield item
-  finally:
-    stop.set()
-    thread.join(timeout=1.0)
+def train_source(arrays: dict[str, np.ndarray], config: Any) -> BatchSource:
+  """This process's shuffled training batches: a pure function of (config.seed, step)."""
+  return BatchSource(
+      arrays,
+      config.batch_size,
+      config.seed,
+      shuffle=True,
+      drop_remainder=True,
+      process_index=jax.process_index(),
+      process_count=jax.process_count(),
+  )

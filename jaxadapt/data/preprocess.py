@@ -32,6 +32,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxadapt.errors import DataError
+
 Shape = tuple[int, ...]  # (*spatial, C) of one example: (H, W, C) or (L, C).
 Preprocess = Callable[..., jax.Array]
 
@@ -44,9 +46,9 @@ class Op:
   random: bool = False
 
 
-def _bad_args(name: str, expected: str, args: tuple[float, ...]) -> ValueError:
+def _bad_args(name: str, expected: str, args: tuple[float, ...]) -> DataError:
   given = ','.join(f'{a:g}' for a in args)
-  return ValueError(f"preprocessing op '{name}' expects {expected}, got {name}({given})")
+  return DataError(f"preprocessing op '{name}' expects {expected}, got {name}({given})")
 
 
 def _ints(name: str, expected: str, args: tuple[float, ...]) -> tuple[int, ...]:
@@ -60,7 +62,7 @@ def _image_only(name: str) -> Callable[[Shape], Shape]:
 
   def shape(s: Shape) -> Shape:
     if len(s) != 3:
-      raise ValueError(
+      raise DataError(
           f"preprocessing op '{name}' needs images (H, W, C), got examples " f'of shape {s}'
       )
     return s
@@ -143,7 +145,7 @@ def _gray2rgb(args: tuple[float, ...]) -> Op:
 
   def shape(s: Shape) -> Shape:
     if s[-1] != 1:
-      raise ValueError(f'gray2rgb needs 1-channel images, got shape {s}')
+      raise DataError(f'gray2rgb needs 1-channel images, got shape {s}')
     return (*s[:-1], 3)
 
   return Op('gray2rgb', lambda x, rng, train: jnp.repeat(x, 3, axis=-1), shape)
@@ -191,7 +193,7 @@ def parse(spec: str) -> list[Op]:
   for token in spec.split('|') if spec.strip() else []:
     match = _TOKEN.match(token)
     if not match:
-      raise ValueError(
+      raise DataError(
           f"cannot parse preprocessing op '{token.strip()}' in spec '{spec}'; "
           f'expected name or name(arg, ...)'
       )
@@ -199,16 +201,14 @@ def parse(spec: str) -> list[Op]:
     if name not in OPS:
       close = difflib.get_close_matches(name, OPS, n=1)
       hint = f" (did you mean '{close[0]}'?)" if close else ''
-      raise ValueError(
+      raise DataError(
           f"unknown preprocessing op '{name}' in spec '{spec}'; "
           f"valid ops: {', '.join(sorted(OPS))}{hint}"
       )
     try:
       args = tuple(float(a) for a in arg_text.split(',')) if arg_text and arg_text.strip() else ()
     except ValueError:
-      raise ValueError(
-          f"preprocessing op '{name}' has non-numeric arguments '{arg_text}'"
-      ) from None
+      raise DataError(f"preprocessing op '{name}' has non-numeric arguments '{arg_text}'") from None
     ops.append(OPS[name](args))
   return ops
 
@@ -220,7 +220,7 @@ def output_shape(spec: str, image_shape: tuple[int, ...]) -> Shape:
     _check_tokens_spec(spec)
     return shape
   if len(shape) < 2:
-    raise ValueError(f'example shape must be (H, W, C) or (L, C), got {image_shape}')
+    raise DataError(f'example shape must be (H, W, C) or (L, C), got {image_shape}')
   for op in parse(spec):
     shape = op.shape(shape)
   return shape
@@ -229,7 +229,7 @@ def output_shape(spec: str, image_shape: tuple[int, ...]) -> Shape:
 def _check_tokens_spec(spec: str) -> None:
   ops = parse(spec)
   if ops:
-    raise ValueError(
+    raise DataError(
         f"preprocessing op '{ops[0].name}' is for images and sequences, but this batch is "
         f"token ids [N, L]; use an empty spec '' for text"
     )
@@ -255,7 +255,7 @@ def make_preprocess(spec: str) -> Preprocess:
       _check_tokens_spec(spec)
       return jnp.asarray(images)
     if images.ndim < 3:
-      raise ValueError(f'expected a batch [N, H, W, C] or [N, L, C], got shape ' f'{images.shape}')
+      raise DataError(f'expected a batch [N, H, W, C] or [N, L, C], got shape ' f'{images.shape}')
     x = jnp.asarray(images).astype(jnp.float32)
     for i, op in enumerate(ops):
       op.shape(tuple(x.shape[1:]))  # Validates channel counts with a readable error.

@@ -48,7 +48,7 @@ import flax.linen as nn
 from .bert import Bert
 from .bit import BiT
 from .cnn import CNN
-from .common import is_constant
+from .common import ModelError, is_constant
 from .resnet import ResNet
 from .resnet_bn import ResNetBN
 from .small import CNN1D, GRU, MLP, Linear
@@ -85,7 +85,7 @@ def _lookup(name: str) -> type[nn.Module]:
   close = difflib.get_close_matches(name, MODEL_NAMES, n=1)
   if close:
     msg += f' (did you mean {close[0]!r}?)'
-  raise ValueError(msg)
+  raise ModelError(msg)
 
 
 def build_model(name: str, num_classes: int, **kwargs) -> nn.Module:
@@ -93,7 +93,7 @@ def build_model(name: str, num_classes: int, **kwargs) -> nn.Module:
   valid = model_options(name)
   for key in kwargs:
     if key not in valid:
-      raise ValueError(
+      raise ModelError(
           f'unknown option {key!r} for model {name!r}; ' f"valid options: {', '.join(valid)}"
       )
   return _lookup(name)(num_classes=num_classes, **kwargs)

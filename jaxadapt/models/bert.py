@@ -22,7 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from .common import zeros
+from .common import ModelError, zeros
 from .vit import GELUS, MLP, SelfAttention, check_choice, dense_init
 
 POOLS = ('mean', 'cls', 'pooler')
@@ -81,7 +81,7 @@ class Embedding(nn.Module):
   def __call__(self, ids: jax.Array) -> jax.Array:
     init = nn.initializers.normal(0.02)
     if ids.shape[1] > self.max_len:
-      raise ValueError(f'bert: sequences of {ids.shape[1]} tokens exceed max_len={self.max_len}')
+      raise ModelError(f'bert: sequences of {ids.shape[1]} tokens exceed max_len={self.max_len}')
     embed = lambda n, name: nn.Embed(n, self.width, embedding_init=init, name=name)
     positions = jnp.arange(ids.shape[1])[None]
     # Single sentences: every token has type 0.
@@ -115,7 +115,7 @@ class Bert(nn.Module):
     check_choice('pool', self.pool, POOLS)
     check_choice('gelu', self.gelu, GELUS)
     if x.ndim != 2:
-      raise ValueError(f'bert takes token ids [N, L], got an input of shape {x.shape}')
+      raise ModelError(f'bert takes token ids [N, L], got an input of shape {x.shape}')
     ids = x.astype(jnp.int32)
     mask = ids != self.pad_id
     h = Embedding(

@@ -4,6 +4,12 @@ import math
 import re
 
 import flax.linen as nn
+from jaxadapt.errors import UserError
+
+
+class ModelError(UserError):
+  """A model name or option that does not exist or does not fit."""
+
 
 # ReLU nets train best from He init; zeros for the head so a fresh head starts
 # from uniform predictions and does not disturb pretrained features.
@@ -25,7 +31,7 @@ def make_norm(kind: str, channels: int, name: str) -> nn.Module | None:
     return nn.GroupNorm(num_groups=num_groups(channels), name=name)
   if kind == 'none':
     return None
-  raise ValueError(f'unknown norm {kind!r}; choose one of: layer, group, none')
+  raise ModelError(f'unknown norm {kind!r}; choose one of: layer, group, none')
 
 
 # Leaves that are constants of the model, not parameters to learn: frozen BatchNorm

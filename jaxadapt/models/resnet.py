@@ -4,7 +4,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from .common import he_init, num_groups, zeros
+from .common import ModelError, he_init, num_groups, zeros
 
 # depth -> (blocks per stage, bottleneck?)
 STAGE_SIZES = {
@@ -80,7 +80,7 @@ class Stem(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     if self.kind not in ('small', 'imagenet'):
-      raise ValueError(f'unknown stem {self.kind!r}; choose one of: small, imagenet')
+      raise ModelError(f'unknown stem {self.kind!r}; choose one of: small, imagenet')
     big = self.kind == 'imagenet'
     x = _conv(self.width, 7 if big else 3, 2 if big else 1, 'conv')(x)
     x = nn.relu(_norm(self.width, 'norm')(x))
@@ -124,9 +124,9 @@ class ResNet(nn.Module):
   def __call__(self, x: jax.Array, train: bool = False, features_only: bool = False) -> jax.Array:
     del train  # no dropout or batch stats; kept for a uniform signature
     if self.depth not in STAGE_SIZES:
-      raise ValueError(f'depth must be one of {sorted(STAGE_SIZES)}, got {self.depth}')
+      raise ModelError(f'depth must be one of {sorted(STAGE_SIZES)}, got {self.depth}')
     if not 1 <= self.num_stages <= 4:
-      raise ValueError(f'num_stages must be in 1..4, got {self.num_stages}')
+      raise ModelError(f'num_stages must be in 1..4, got {self.num_stages}')
     sizes, bottleneck = STAGE_SIZES[self.depth]
     x = Stem(self.width, self.stem, name='stem')(x)
     for s in range(self.num_stages):

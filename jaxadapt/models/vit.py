@@ -4,7 +4,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from .common import zeros
+from .common import ModelError, zeros
 
 dense_init = nn.initializers.xavier_uniform()
 
@@ -23,7 +23,7 @@ class SelfAttention(nn.Module):
     """`mask` (B, N), True for real tokens: padded keys get no attention (text models)."""
     b, n, width = x.shape
     if width % self.num_heads:
-      raise ValueError(f'width {width} not divisible by num_heads {self.num_heads}')
+      raise ModelError(f'width {width} not divisible by num_heads {self.num_heads}')
     head_dim = width // self.num_heads
 
     def heads(name: str) -> jax.Array:  # (B, N, W) -> (B, H, N, W/H)
@@ -44,7 +44,7 @@ GELUS = ('tanh', 'exact')
 
 def check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
   if value not in choices:
-    raise ValueError(f"unknown {what} {value!r}; choose one of: {', '.join(choices)}")
+    raise ModelError(f"unknown {what} {value!r}; choose one of: {', '.join(choices)}")
 
 
 class MLP(nn.Module):

@@ -11,28 +11,16 @@ from __future__ import annotations
 
 import difflib
 import re
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
-import jax
-import numpy as np
-from flax import traverse_util
+from jaxadapt.errors import UserError
 
 
-class RuleError(ValueError):
+class RuleError(UserError):
   """A rule list that is malformed, leaves a parameter uncovered, or is dead."""
 
 
 Rules = Sequence[tuple[str, Any]]
-
-
-def flatten(tree: Mapping) -> dict[str, Any]:
-  """Nested param dict -> {'a/b/c': leaf}."""
-  return traverse_util.flatten_dict(tree, sep='/')
-
-
-def unflatten(flat: Mapping[str, Any]) -> dict:
-  """{'a/b/c': leaf} -> nested dict."""
-  return traverse_util.unflatten_dict(dict(flat), sep='/')
 
 
 def match(
@@ -81,59 +69,12 @@ def match(
 
 def nearby(pattern: str, paths: Sequence[str], n: int = 5) -> list[str]:
   """The paths most similar to a pattern, to show next to a dead rule."""
-  literal = re.sub(r'[\\^$.*+?()\[\]{}|]', '', pattern)
+  literal = re.sub(r"[\\^$.*+?()\[\]{}|]", "", pattern)
   close = difflib.get_close_matches(literal, list(paths), n=n, cutoff=0.0)
   return close or list(paths)[:n]
 
 
 def _pair(rule: Any, what: str, i: int) -> tuple[str, Any]:
   if not isinstance(rule, (tuple, list)) or len(rule) != 2 or not isinstance(rule[0], str):
-    raise RuleError(f'{what}: rule {i} is {rule!r}; expected a (regex, value) pair')
+    raise RuleError(f"{what}: rule {i} is {rule!r}; expected a (regex, value) pair")
   return rule[0], rule[1]
-
-
-def param_count(leaf: Any) -> int:
-  return int(np.prod(leaf.shape)) if hasattr(leaf, 'shape') else 1
-
-
-def summary_table(
-    flat_params: Mapping[str, Any],
-    columns: Mapping[str, Mapping[str, Any]],
-    trainable: Mapping[str, bool],
-) -> str:
-  """A fixed-width table: path, shape, one column per decision, trainable count."""
-  header = ['path', 'shape', *columns, 'trainable']
-  rows = []
-  total = trained = 0
-  for path, leaf in flat_params.items():
-    n = param_count(leaf)
-    total += n
-    trained += n if trainable[path] else 0
-    rows.append(
-        [
-            path,
-            'x'.join(map(str, leaf.shape)) or 'scalar',
-            *(_fmt(col[path]) for col in columns.values()),
-            f'{n if trainable[path] else 0:,}',
-        ]
-    )
-  rows.append(
-      [
-          'TOTAL',
-          f'{total:,} params',
-          *([''] * len(columns)),
-          f'{trained:,} ({100.0 * trained / max(total, 1):.2f}%)',
-      ]
-  )
-  widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-  line = lambda r: '  '.join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip()
-  return '\n'.join([line(header), line(['-' * w for w in widths]), *map(line, rows)])
-
-
-def _fmt(value: Any) -> str:
-  return f'{value:g}' if isinstance(value, float) else str(value)
-
-
-def shapes(tree: Any) -> Any:
-  """Shape/dtype structs of a pytree, without touching device memory."""
-  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), tree)
