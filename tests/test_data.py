@@ -94,7 +94,9 @@ def test_fake_fashion_round_trip_and_slicing(fake):
   assert not set(_by_bytes(head['image'], head['label'])) & set(
       _by_bytes(tail['image'], tail['label'])
   )
-  assert dataset_info(cfg) == {'num_classes': 10, 'image_shape': (28, 28, 1)}
+  info = dataset_info(cfg)
+  assert info['num_classes'] == 10 and info['image_shape'] == (28, 28, 1)
+  assert info['class_names'][0] == 'T-shirt/top' and len(info['class_names']) == 10
 
 
 def test_missing_files_one_line_error(tmp_path):

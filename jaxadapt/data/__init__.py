@@ -1,5 +1,6 @@
-"""Data: offline TFDS builders (fashion_mnist, digits, mnist1d), in-memory split loading,
-resumable batching, on-device preprocessing."""
+"""Data: offline TFDS builders (fashion_mnist, digits, mnist1d; text: wordnet, text_file),
+in-memory split loading (text tokenised once, cached), resumable batching, on-device
+preprocessing."""
 
 from jaxadapt.data.builders import (
     DigitsLocal,
@@ -9,7 +10,7 @@ from jaxadapt.data.builders import (
     generate_mnist1d,
     read_idx,
 )
-from jaxadapt.data.datasets import dataset_info, load_eval_splits, load_split
+from jaxadapt.data.datasets import dataset_info, is_text, load_eval_splits, load_split
 from jaxadapt.data.pipeline import BatchSource, eval_batches, train_source
 from jaxadapt.data.preprocess import make_preprocess, output_shape
 
@@ -22,6 +23,7 @@ __all__ = [
     'default_data_dir',
     'eval_batches',
     'generate_mnist1d',
+    'is_text',
     'load_eval_splits',
     'load_split',
     'make_preprocess',
