@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxadapt import data, sharding
+from jaxadapt import data, evaluate, sharding
 from jaxadapt.config import ConfigError
 from jaxadapt.step import model_input
 
@@ -123,5 +123,8 @@ def fit_softmax(
 
 
 def score(feats: np.ndarray, labels: np.ndarray, head: dict) -> dict[str, float]:
+  """Accuracy and the macro (class-balanced) scores of `head` on cached features."""
   logits = feats @ np.asarray(head['kernel']) + np.asarray(head['bias'])
-  return {'accuracy': float(np.mean(logits.argmax(-1) == labels))}
+  preds = logits.argmax(-1)
+  confusion = evaluate.confusion_matrix(labels, preds, logits.shape[-1])
+  return {'accuracy': float(np.mean(preds == labels)), **evaluate.macro_scores(confusion)}
