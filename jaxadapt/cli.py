@@ -1,4 +1,4 @@
-"""The `jaxadapt` command: train | bench | report | perf | export.
+"""The `jaxadapt` command: train | bench | report | perf | export | inspect | predict.
 
 Bad input (a config typo, a missing dataset, an unwritable workdir) is one
 line on stderr and exit status 2; set JAXADAPT_DEBUG=1 for the traceback.
@@ -76,9 +76,27 @@ def _parser() -> argparse.ArgumentParser:
   report = sub.add_parser('report', help='rebuild report.md and plots from results.jsonl')
   report.add_argument('results', help='results directory (holding results.jsonl)')
 
+  inspect = sub.add_parser(
+      'inspect', help='how a timm / Hugging Face / big_vision / BiT checkpoint maps to jaxadapt'
+  )
+  inspect.add_argument('checkpoint', help='hf:<dir>, timm:<file>, big_vision:<npz>, bit:<npz>')
+
+  predict = sub.add_parser('predict', help='logits or features of any checkpoint on inputs')
+  predict.add_argument('--checkpoint', required=True, help='a workdir or an importer checkpoint')
+  predict.add_argument('--input', required=True, help='.npy of model-ready images, or .txt')
+  predict.add_argument('--out', required=True, help='.npy file for the outputs')
+  predict.add_argument('--features', action='store_true', help='the pooled features, not logits')
+
   export = sub.add_parser('export', help="write a workdir's parameters to .npz/.safetensors")
   export.add_argument('--workdir', required=True)
-  export.add_argument('--out', required=True, help='file ending in .npz or .safetensors')
+  export.add_argument(
+      '--out', required=True, help='file ending in .npz or .safetensors (a directory for --format)'
+  )
+  export.add_argument(
+      '--format',
+      choices=('hf', 'timm'),
+      help="write the source library's names and layout (LoRA merged) to the --out directory",
+  )
   export.add_argument(
       '--mode',
       default='merged',
@@ -89,6 +107,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+  from jaxadapt.errors import UserError
+
   argv = sys.argv[1:] if argv is None else list(argv)
   rest, overrides = _split_overrides(argv)
   args = _parser().parse_args(rest)
@@ -177,6 +197,27 @@ def _run(args: argparse.Namespace, overrides: list[str]) -> int:
     return 0
   if args.command == 'report':
     _print_report(args.results)
+    return 0
+  if args.command == 'inspect':
+    from jaxadapt import importers
+
+    plan = importers.inspect(args.checkpoint)
+    print(f'format: {plan.format} ({plan.family}) from {plan.path}')
+    print(f'model: {plan.model} ' + ' '.join(f'{k}={v}' for k, v in plan.kwargs.items()))
+    print(f'classes: {plan.num_classes or "no head"}')
+    print(importers.core.table(plan))
+    return 0
+  if args.command == 'predict':
+    from jaxadapt import predict
+
+    out = predict.predict(args.checkpoint, args.input, args.out, features=args.features)
+    print(f'wrote {out.shape} {"features" if args.features else "logits"} to {args.out}')
+    return 0
+  if args.command == 'export' and args.format:
+    from jaxadapt.importers import export as export_lib
+
+    written = export_lib.export(args.workdir, args.out, args.format)
+    print(f'wrote {len(written)} tensors in {args.format} layout to {args.out}')
     return 0
   if args.command == 'export':
     from jaxadapt import export

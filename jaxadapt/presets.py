@@ -80,6 +80,26 @@ def smoke(config: ml_collections.ConfigDict, model: str) -> ml_collections.Confi
   return config
 
 
+def use_imported_model(config: ml_collections.ConfigDict) -> None:
+  """Another library's checkpoint (hf:, timm:, ...) decides the model, whatever `model=`
+  said, and images become 3-channel at the size it was trained on."""
+  from jaxadapt import importers  # Local import: reads checkpoints only when asked.
+
+  if not config.init.checkpoint:
+    return
+  spec = importers.parse(config.init.checkpoint)
+  if spec is None:
+    return
+  plan = importers.plan(spec)
+  config.model.name = plan.model
+  config.model.kwargs = ml_collections.ConfigDict(plan.kwargs)
+  if plan.model != 'bert' and plan.input_shape[-1] == 3:
+    size = plan.extra.get('image_size', 224)
+    for split in ('train', 'eval'):
+      spec_str = getattr(config.preprocess, split)
+      config.preprocess[split] = f'{spec_str}|gray2rgb|resize({size})'
+
+
 def downstream(method: str, arg: str | None, **extra_args) -> ml_collections.ConfigDict:
   """Adapt the upstream checkpoint to Fashion-MNIST classes 5-9 with `method`.
 
@@ -97,6 +117,7 @@ def downstream(method: str, arg: str | None, **extra_args) -> ml_collections.Con
   config.num_epochs = 5.0
   if arg.smoke:  # shrink first: method rules are written for the model that will run
     smoke(config, arg.model)
+  use_imported_model(config)
   method_args = {k: arg[k] for k in extra_args if k in ('k', 'rank', 'layer_decay')}
   methods.apply(config, method, **method_args)
   if 'fast' in extra_args:

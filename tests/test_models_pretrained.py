@@ -9,10 +9,11 @@ import optax
 import pytest
 from flax.traverse_util import flatten_dict
 
-from jaxadapt import data, lora, optim, partition, probe, sharding, step as step_lib
+from jaxadapt import data, lora, optim, param_tree, probe, sharding, step as step_lib
 from jaxadapt.config import parse_arg
 from jaxadapt.defaults import base_config
-from jaxadapt.models import build_model, is_constant
+from jaxadapt.errors import DataError
+from jaxadapt.models import ModelError, build_model, is_constant
 from jaxadapt.models import bert as bert_lib, bit as bit_lib, resnet_bn as resnet_bn_lib
 
 SMOKE = {
@@ -69,11 +70,11 @@ def test_full_finetuning_never_changes_batchnorm_statistics():
   config = base_config()
   config.adapt.trainable = (('.*', 'train'),)  # full fine-tuning: "everything" trains
   config.optim.weight_decay = 0.5
-  flat = partition.flatten(params)
-  trainable = optim.trainable_mask(config, list(flat))
+  flat = param_tree.flatten(params)
+  trainable = optim.trainable_mask(config.adapt.trainable, list(flat))
   assert not any(trainable[p] for p in flat if is_constant(p))
-  groups = optim.param_groups(config, flat, trainable)
-  tx = optim.make_optimizer(config, groups, 10)
+  groups = optim.param_groups(config.optim, flat, trainable)
+  tx = optim.make_optimizer(config.optim, groups, 10)
   step = jax.jit(
       step_lib.make_train_step(
           step_lib.make_forward(model), tx, trainable, data.make_preprocess(''), 0
@@ -83,7 +84,7 @@ def test_full_finetuning_never_changes_batchnorm_statistics():
   batch = {'image': x, 'label': jnp.array([0, 1, 2, 0])}
   for _ in range(2):
     state, _ = step(state, batch)
-  new = partition.flatten(state.params)
+  new = param_tree.flatten(state.params)
   for p in flat:
     same = np.array_equal(np.asarray(new[p]), np.asarray(flat[p]))
     assert same == is_constant(p), p  # constants identical, everything else moved
@@ -95,10 +96,10 @@ def test_bit_standardises_kernels():
   x = jax.random.normal(jax.random.key(1), (2, 32, 32, 3))
   params = model.init(jax.random.key(0), x)['params']
   params = {**params, 'head': jax.tree.map(jnp.ones_like, params['head'])}
-  scaled = partition.flatten(params)
+  scaled = param_tree.flatten(params)
   scaled['stem/conv/kernel'] = scaled['stem/conv/kernel'] * 7.0 + 0.0
   a = model.apply({'params': params}, x)
-  b = model.apply({'params': partition.unflatten(scaled)}, x)
+  b = model.apply({'params': param_tree.unflatten(scaled)}, x)
   np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
   assert model.apply({'params': params}, x, features_only=True).shape == (2, 64)
 
@@ -115,7 +116,7 @@ def test_vit_options_keep_defaults_and_change_outputs():
   for option in (dict(gelu='exact'), dict(norm_eps=1e-12)):
     other = build_model('vit', 3, **kw, **option).apply({'params': params}, x)
     assert not np.array_equal(ref, other), option
-  with pytest.raises(ValueError, match="unknown gelu 'erf'; choose one of: tanh, exact"):
+  with pytest.raises(ModelError, match="unknown gelu 'erf'; choose one of: tanh, exact"):
     build_model('vit', 3, **kw, gelu='erf').init(jax.random.key(0), x)
 
 
@@ -147,7 +148,7 @@ def test_bert_paths_follow_the_vit_scheme():
   }
   # The default LoRA targets of the ViT apply unchanged.
   adapted = lora.add_adapters(params, [(bert_lib.SPEC['lora'], 2)], jax.random.key(0))
-  assert len(lora.adapter_paths(partition.flatten(adapted))) == 2 * 4
+  assert len(lora.adapter_paths(param_tree.flatten(adapted))) == 2 * 4
 
 
 def test_bert_padding_does_not_change_mean_features():
@@ -164,7 +165,7 @@ def test_token_batches_flow_through_step_eval_and_probe():
   model, params, tokens = bert_and_tokens()
   labels = jnp.array([1, 3])
   tx = optax.adam(1e-2)
-  trainable = {p: True for p in partition.flatten(params)}
+  trainable = {p: True for p in param_tree.flatten(params)}
   forward = step_lib.make_forward(model)
   preprocess = data.make_preprocess('')
   train_step = jax.jit(step_lib.make_train_step(forward, tx, trainable, preprocess, 0))
@@ -187,8 +188,8 @@ def test_token_batches_flow_through_step_eval_and_probe():
 
 
 def test_image_ops_refuse_token_batches():
-  with pytest.raises(ValueError, match="'flip' is for images and sequences.*empty spec"):
+  with pytest.raises(DataError, match="'flip' is for images and sequences.*empty spec"):
     data.make_preprocess('flip')(jnp.zeros((2, 5), jnp.int32), jax.random.key(0), True)
-  with pytest.raises(ValueError, match="'scale' is for images"):
+  with pytest.raises(DataError, match="'scale' is for images"):
     data.output_shape('scale', (12,))
   assert data.output_shape('', (12,)) == (12,)
