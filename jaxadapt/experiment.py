@@ -53,6 +53,12 @@ def build(
   model = models.build_model(
       config.model.name, info['num_classes'], **config.model.kwargs.to_dict()
   )
+  if 'pad_id' in info and getattr(model, 'pad_id', info['pad_id']) != info['pad_id']:
+    # The model masks `ids == pad_id`: another id would attend to padding, silently.
+    raise models.ModelError(
+        f"dataset.tokenizer pads with id {info['pad_id']} but the model masks id "
+        f"{model.pad_id}: set --config.model.kwargs.pad_id={info['pad_id']}"
+    )
   forward = step_lib.make_forward(model, config.adapt.lora.alpha)
   preprocess_train = data.make_preprocess(config.preprocess.train)
   preprocess_eval = data.make_preprocess(config.preprocess.eval)

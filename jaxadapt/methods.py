@@ -47,10 +47,21 @@ def blocks(model: ml_collections.ConfigDict) -> tuple[list[str], list[str], list
     return [], ['gru'], []
   if model.name == 'linear':
     return [], [], []
+  spec = _imported_spec(model.name)
+  if spec is not None:  # the importers' models carry this knowledge themselves
+    post = spec['post'](kw) if callable(spec['post']) else spec['post']
+    return list(spec['stem']), spec['blocks'](kw), list(post)
   raise MethodError(
       f"unknown model '{model.name}' for adaptation rules; choose cnn, resnet, vit, "
       f'mlp, cnn1d, gru or linear'
   )
+
+
+def _imported_spec(name: str) -> dict | None:
+  """SPEC dicts of resnet_bn, bit and bert (to become registry entries, issue 11)."""
+  from jaxadapt.models import bert, bit, resnet_bn
+
+  return {'resnet_bn': resnet_bn.SPEC, 'bit': bit.SPEC, 'bert': bert.SPEC}.get(name)
 
 
 def _under(prefix: str) -> str:
@@ -107,6 +118,8 @@ def apply(
         'mlp': r'fc\d+/kernel',
         'gru': r'gru/.*/(i|h)[rzn]/kernel',
     }.get(config.model.name)
+    if kernels is None and _imported_spec(config.model.name):
+      kernels = _imported_spec(config.model.name)['lora']
     if kernels is None:  # cnn1d's 3D conv kernels, linear's head only
       raise MethodError(
           f"lora: no adapter targets for model '{config.model.name}' (LoRA adapts 2D "

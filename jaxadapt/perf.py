@@ -36,10 +36,13 @@ def measure(config: ml_collections.ConfigDict, method: str, steps: int = 10) -> 
       exp.forward, exp.tx, exp.trainable, exp.preprocess_train, cfg.seed
   )
   rng = np.random.default_rng(0)
+  shape = (cfg.batch_size, *info['image_shape'])
+  if 'pad_id' in info:  # text: full-length token ids (a step costs the same whatever the ids)
+    inputs = {'tokens': jnp.asarray(rng.integers(1000, 2000, shape, dtype=np.int32))}
+  else:
+    inputs = {'image': jnp.asarray(rng.integers(0, 255, shape, dtype=np.uint8))}
   batch = {
-      'image': jnp.asarray(
-          rng.integers(0, 255, (cfg.batch_size, *info['image_shape']), dtype=np.uint8)
-      ),
+      **inputs,
       'label': jnp.asarray(rng.integers(0, info['num_classes'], (cfg.batch_size,), dtype=np.int32)),
   }
   step_cost = cost.compiled_cost(step_fn, state, batch)
@@ -47,7 +50,7 @@ def measure(config: ml_collections.ConfigDict, method: str, steps: int = 10) -> 
   def forward(params, images):
     return exp.forward(params, exp.preprocess_eval(images, jax.random.key(0), False))
 
-  fwd_cost = cost.compiled_cost(forward, exp.params, batch['image'])
+  fwd_cost = cost.compiled_cost(forward, exp.params, step_lib.model_input(batch))
   # The head's backward: dW = h^T dy and db = sum dy, i.e. 2*B*D*C + B*C FLOPs.
   d, c = exp.params['head']['kernel'].shape
   head_bwd = 2.0 * cfg.batch_size * d * c + cfg.batch_size * c

@@ -108,6 +108,7 @@ __all__ = [
     'Linear',
     'MLP',
     'MODEL_NAMES',
+    'ModelError',
     'ResNet',
     'ResNetBN',
     'ViT',
