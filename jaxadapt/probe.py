@@ -33,12 +33,14 @@ def extract_features(
   def features(params, images):
     return forward(params, preprocess(images, jax.random.key(0), False), features_only=True)
 
-  chunks = []
+  chunks, indices = [], []
   for batch in data.eval_batches(arrays, batch_size, jax.process_index(), jax.process_count()):
+    real = batch['mask'] > 0
+    indices.append(batch['index'][real])
     batch = sharding.global_batch(batch, mesh)
     out = np.asarray(jax.device_get(features(params, model_input(batch))))
-    chunks.append(out[np.asarray(jax.device_get(batch['mask'])) > 0])
-  return np.concatenate(chunks).astype(np.float32)
+    chunks.append(out[real])
+  return data.in_input_order(chunks, indices, len(arrays['label'])).astype(np.float32)
 
 
 def fit_head(

@@ -11,7 +11,7 @@ from jaxadapt.data.builders import (
     read_idx,
 )
 from jaxadapt.data.datasets import dataset_info, is_text, load_eval_splits, load_split
-from jaxadapt.data.pipeline import BatchSource, eval_batches, train_source
+from jaxadapt.data.pipeline import BatchSource, eval_batches, in_input_order, train_source
 from jaxadapt.data.preprocess import make_preprocess, output_shape
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     'default_data_dir',
     'eval_batches',
     'generate_mnist1d',
+    'in_input_order',
     'is_text',
     'load_eval_splits',
     'load_split',

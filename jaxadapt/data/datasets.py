@@ -1,7 +1,7 @@
 """Load a dataset split fully into memory as numpy arrays, with class/example subsetting.
 
 Image and sequence datasets give {'image', 'label'}; text datasets (wordnet, text_file)
-give {'tokens': int32 [N, dataset.max_length], 'label'}, tokenised once and cached
+give {'tokens': int32 [N, dataset.max_length], 'length', 'label'}, tokenised once and cached
 (jaxadapt/data/tokenize.py).
 """
 
@@ -133,7 +133,7 @@ def _tokenized(
     max_length: int,
     prepend_words: bool,
 ) -> dict[str, np.ndarray]:
-  """{'tokens', 'label'} of a text split; cached next to the prepared data (whose
+  """{'tokens', 'length', 'label'} of a text split; cached next to the prepared data (whose
   directory names the source), so a cached split reads no text at all."""
   builder = _make_builder(src)
   if prepend_words and 'words' not in builder.info.features:
@@ -205,7 +205,8 @@ def load_split(dataset_cfg: Any, split: str) -> dict[str, np.ndarray]:
 
   'image' has the builder's dtype and shape: uint8 [N,H,W,C] for image
   datasets, float32 [N,40,1] for MNIST-1D. Text datasets give 'tokens' instead:
-  int32 [N, dataset.max_length] ids from `dataset.tokenizer`.
+  int32 [N, dataset.max_length] ids from `dataset.tokenizer`, and 'length' (ids before
+  the padding).
 
   The whole split is held in memory, which suits the small datasets this
   codebase targets (Fashion-MNIST train is 47 MB) but not ImageNet-scale data.

@@ -24,6 +24,8 @@ from jaxadapt.errors import DataError
 
 _log = logging.getLogger(__name__)
 
+_CACHE_FORMAT = 2  # bump when the cached arrays change
+
 
 def tokenizer_file(spec: str) -> Path:
   """`tokenizer.json` for a spec: the file, a model directory holding it, or `hf:<dir|alias>`
@@ -82,7 +84,15 @@ def pad_settings(tok, path: Path) -> tuple[int, str]:
 
 def encode(tok, texts: Sequence[str]) -> np.ndarray:
   """int32 ids [N, L] of `texts` with a tokenizer from `load_tokenizer`."""
-  return np.asarray([e.ids for e in tok.encode_batch(list(texts))], dtype=np.int32)
+  return encode_with_lengths(tok, texts)[0]
+
+
+def encode_with_lengths(tok, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+  """(ids [N, L], lengths [N]) int32: lengths count the ids before the padding."""
+  encodings = tok.encode_batch(list(texts))
+  ids = np.asarray([e.ids for e in encodings], dtype=np.int32)
+  lengths = np.asarray([sum(e.attention_mask) for e in encodings], dtype=np.int32)
+  return ids, lengths
 
 
 def _digest(data: bytes) -> str:
@@ -96,25 +106,32 @@ def tokenized_split(
     tag: str,
     read: Callable[[], tuple[Sequence[str], np.ndarray]],
 ) -> dict[str, np.ndarray]:
-  """{'tokens': int32 [N, max_length], 'label'} of one split, cached in `cache_dir`.
+  """{'tokens': int32 [N, max_length], 'length', 'label'} of one split, cached in `cache_dir`.
+
+  `length` counts each row's ids before its padding (evaluation cuts batches to it).
 
   `tag` names the split's texts (the split and how texts are built); `read() -> (texts,
   labels)` runs only when the cache has no entry for (tokenizer file, max_length, tag).
   """
   path = tokenizer_file(spec)
-  key = _digest(path.read_bytes() + f'\0{max_length}\0{tag}'.encode())
+  key = _digest(path.read_bytes() + f'\0{max_length}\0{tag}\0{_CACHE_FORMAT}'.encode())
   cache = Path(cache_dir) / f'tokens-{key}.npz'
   if cache.exists():
     with np.load(cache) as z:
-      return {'tokens': z['tokens'], 'label': z['label']}
+      return {k: z[k] for k in ('tokens', 'length', 'label')}
   tok = load_tokenizer(path, max_length)
   texts, labels = read()
-  ids = encode(tok, texts)
-  full = int(np.sum(ids[:, -1] != pad_settings(tok, path)[0]))
-  _log.info('tokenised %d texts to %d ids (%d filled the length)', len(texts), max_length, full)
+  ids, lengths = encode_with_lengths(tok, texts)
+  arrays = {'tokens': ids, 'length': lengths, 'label': np.asarray(labels, np.int32)}
+  _log.info(
+      'tokenised %d texts to %d ids (%d reach the length)',
+      len(texts),
+      max_length,
+      np.sum(lengths == max_length),
+  )
   cache.parent.mkdir(parents=True, exist_ok=True)
   tmp = cache.with_suffix(f'.{os.getpid()}.tmp')
   with open(tmp, 'wb') as f:
-    np.savez(f, tokens=ids, label=np.asarray(labels, np.int32))
+    np.savez(f, **arrays)
   tmp.replace(cache)  # atomic: a concurrent reader sees the whole file or none
-  return {'tokens': ids, 'label': np.asarray(labels, np.int32)}
+  return arrays
