@@ -27,6 +27,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.dataset.classes = ()  # keep only these class ids (remapped to 0..k-1)
   c.dataset.examples_per_class = 0  # k-shot subset of the train split; 0 = all
   c.dataset.subset_seed = 0
+  # Classes with fewer than examples_per_class examples: an error, or (True) all of theirs.
+  c.dataset.keep_small_classes = False
   # Text datasets: token ids from this tokenizer.json (a file, a model directory or
   # hf:all-MiniLM-L6-v2), truncated/padded to max_length, tokenised once and cached.
   c.dataset.tokenizer = ml_collections.FieldReference(None, field_type=str)

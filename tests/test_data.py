@@ -139,8 +139,12 @@ def test_examples_per_class(fake):
   assert np.bincount(a['label']).tolist() == [2] * 10
   np.testing.assert_array_equal(a['image'], b['image'])
   assert not np.array_equal(a['image'], c['image'])
-  with pytest.raises(DataError, match='fewer than'):
+  with pytest.raises(DataError, match='fewer than.*keep_small_classes'):
     load_split(_fake_cfg(fake, examples_per_class=6), 'train')
+  # 50 examples, 5 per class: keep_small_classes keeps all 5 of each, no repeats.
+  small = load_split(_fake_cfg(fake, examples_per_class=6, keep_small_classes=True), 'train')
+  assert np.bincount(small['label']).tolist() == [5] * 10
+  assert len({img.tobytes() for img in small['image']}) == 50
 
 
 def test_unknown_dataset_suggests_close_name():

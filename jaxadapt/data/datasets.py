@@ -178,18 +178,24 @@ def _select_classes(
 
 
 def _select_examples(
-    arrays: dict[str, np.ndarray], per_class: int, num_classes: int, seed: int, split: str
+    arrays: dict[str, np.ndarray],
+    per_class: int,
+    num_classes: int,
+    seed: int,
+    split: str,
+    keep_small: bool = False,
 ) -> dict[str, np.ndarray]:
   rng = np.random.default_rng(seed)
   chosen = []
   for c in range(num_classes):
     candidates = np.flatnonzero(arrays['label'] == c)
-    if len(candidates) < per_class:
+    if len(candidates) < per_class and not keep_small:
       raise DataError(
           f"class {c} has only {len(candidates)} examples in split '{split}', "
-          f'fewer than dataset.examples_per_class={per_class}'
+          f'fewer than dataset.examples_per_class={per_class}; lower it or set '
+          f'dataset.keep_small_classes=True to keep all of a smaller class'
       )
-    chosen.append(rng.choice(candidates, size=per_class, replace=False))
+    chosen.append(rng.choice(candidates, size=min(per_class, len(candidates)), replace=False))
   index = np.sort(np.concatenate(chosen))  # Keep the split's original order.
   return {key: value[index] for key, value in arrays.items()}
 
@@ -225,7 +231,12 @@ def load_split(dataset_cfg: Any, split: str) -> dict[str, np.ndarray]:
   per_class = int(_get(dataset_cfg, 'examples_per_class', 0))
   if per_class > 0:
     arrays = _select_examples(
-        arrays, per_class, num_classes, int(_get(dataset_cfg, 'subset_seed', 0)), split
+        arrays,
+        per_class,
+        num_classes,
+        int(_get(dataset_cfg, 'subset_seed', 0)),
+        split,
+        bool(_get(dataset_cfg, 'keep_small_classes', False)),
     )
   return arrays
 
