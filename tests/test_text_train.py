@@ -93,3 +93,46 @@ def test_minilm_fast_probe_beats_the_majority_class(tmp_path):
   # Measured: 0.65 and 0.48 from 320 training glosses; majority class 0.14, chance 1/26.
   assert final['test/accuracy'] > 0.4, final
   assert final['test/macro_accuracy'] > 0.25, final
+
+
+def _write_csv(path, rows):
+  import csv
+
+  with open(path, 'w', newline='') as f:
+    csv.writer(f).writerows([('text', 'label'), *rows])
+
+
+def test_text_file_config_trains_on_a_users_csv(tmp_path):
+  path = tmp_path / 'reviews.csv'
+  words = {'good': 'pos', 'great': 'pos', 'bad': 'neg', 'awful': 'neg', 'fine': 'meh'}
+  _write_csv(path, [(f'a {w} film, number {i}', words[w]) for i in range(20) for w in words])
+  os.environ.setdefault('JAXADAPT_DATA_DIR', str(tmp_path / 'tfds'))
+  spec = str(ROOT / 'configs/text/text_file.py') + ':method=scratch,smoke,steps=4'
+  wd = tmp_path / 'run'
+  code = cli.main(
+      [
+          'train',
+          '--quiet',
+          '--config',
+          spec,
+          '--workdir',
+          str(wd),
+          f'--config.dataset.source_dir={path}',
+      ]
+  )
+  assert code == 0
+  final = read_metrics(wd)[-1]
+  assert {'val/macro_f1', 'test/macro_accuracy'} <= set(final)
+
+
+def test_bad_text_file_fails_before_the_workdir_is_written(tmp_path, capsys):
+  path = tmp_path / 'bad.csv'
+  path.write_text('sentence,label\nhello,1\n')
+  spec = str(ROOT / 'configs/text/text_file.py') + ':method=scratch,smoke'
+  wd = tmp_path / 'run'
+  code = cli.main(
+      ['train', '--config', spec, '--workdir', str(wd), f'--config.dataset.source_dir={path}']
+  )
+  err = capsys.readouterr().err.strip()
+  assert code == 2 and 'must name columns text and label' in err and '\n' not in err
+  assert not wd.exists()
