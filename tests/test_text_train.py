@@ -136,3 +136,15 @@ def test_bad_text_file_fails_before_the_workdir_is_written(tmp_path, capsys):
   err = capsys.readouterr().err.strip()
   assert code == 2 and 'must name columns text and label' in err and '\n' not in err
   assert not wd.exists()
+
+
+def test_perf_measures_token_batches(tmp_path, capsys):
+  out = tmp_path / 'perf.json'
+  code = cli.main(
+      ['perf', '--config', f'{CONFIG}:method=scratch,smoke', '--methods', 'linear_probe,lora']
+      + ['--steps', '1', '--out', str(out)]
+  )
+  assert code == 0
+  rows = json.loads(out.read_text())
+  assert [r['method'] for r in rows] == ['linear_probe', 'lora']
+  assert rows[1]['step_flops'] > rows[0]['step_flops'] > 0
