@@ -15,8 +15,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.seed = 0
 
   c.dataset = ml_collections.ConfigDict()
-  c.dataset.name = 'fashion_mnist'  # local: fashion_mnist, digits; or a TFDS catalog name
+  # local: fashion_mnist, digits, mnist1d, wordnet, text_file; or a TFDS catalog name
+  c.dataset.name = 'fashion_mnist'
   c.dataset.data_dir = ml_collections.FieldReference(None, field_type=str)
+  # Raw files of a local dataset (fashion_mnist, wordnet; text_file: a .csv/.jsonl file
+  # or a directory of <split>.csv/.jsonl files); None = the Debian package's directory.
   c.dataset.source_dir = ml_collections.FieldReference(None, field_type=str)
   c.dataset.train_split = 'train[:55000]'
   c.dataset.val_split = 'train[55000:]'  # held out from train, separate from test
@@ -24,6 +27,13 @@ def base_config() -> ml_collections.ConfigDict:
   c.dataset.classes = ()  # keep only these class ids (remapped to 0..k-1)
   c.dataset.examples_per_class = 0  # k-shot subset of the train split; 0 = all
   c.dataset.subset_seed = 0
+  # Classes with fewer than examples_per_class examples: an error, or (True) all of theirs.
+  c.dataset.keep_small_classes = False
+  # Text datasets: token ids from this tokenizer.json (a file, a model directory or
+  # hf:all-MiniLM-L6-v2), truncated/padded to max_length, tokenised once and cached.
+  c.dataset.tokenizer = ml_collections.FieldReference(None, field_type=str)
+  c.dataset.max_length = 64
+  c.dataset.prepend_words = False  # wordnet: text = 'lemmas: gloss' instead of the gloss
 
   # Preprocessing spec, run on device inside the step (see jaxadapt/data/preprocess.py).
   c.preprocess = ml_collections.ConfigDict()

@@ -164,10 +164,12 @@ def cache_logits(
       return teachers[0].forward(params[0], x)
     return jnp.log(teacher_probs([t.forward(p, x) for t, p in zip(teachers, params)], 1.0))
 
-  out = []
+  out, indices = [], []
   params = [t.params for t in teachers]
   for batch in data.eval_batches(arrays, batch_size, jax.process_index(), jax.process_count()):
+    real = batch['mask'] > 0
+    indices.append(batch['index'][real])
     g = sharding.global_batch(batch, mesh)
     z = np.asarray(jax.device_get(logits(params, step_lib.model_input(g))))
-    out.append(z[np.asarray(batch['mask']) > 0])
-  return np.concatenate(out).astype(np.float32)
+    out.append(z[real])
+  return data.in_input_order(out, indices, len(arrays['label'])).astype(np.float32)

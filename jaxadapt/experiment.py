@@ -56,6 +56,12 @@ def build(
   model = models.build_model(
       config.model.name, info['num_classes'], **config.model.kwargs.to_dict()
   )
+  if 'pad_id' in info and getattr(model, 'pad_id', info['pad_id']) != info['pad_id']:
+    # The model masks `ids == pad_id`: another id would attend to padding, silently.
+    raise models.ModelError(
+        f"dataset.tokenizer pads with id {info['pad_id']} but the model masks id "
+        f"{model.pad_id}: set --config.model.kwargs.pad_id={info['pad_id']}"
+    )
   compute_dtype = precision.parse(config.model.dtype, 'model.dtype')
   precision.check_frozen_storage(config.adapt.frozen_dtype)
   forward = step_lib.make_forward(

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxadapt import data, sharding
+from jaxadapt import data, evaluate, sharding
 from jaxadapt.config import ConfigError
 from jaxadapt.step import model_input
 
@@ -40,12 +40,14 @@ def extract_features(
   def features(params, images):
     return forward(params, preprocess(images, jax.random.key(0), False), features_only=True)
 
-  chunks = []
+  chunks, indices = [], []
   for batch in data.eval_batches(arrays, batch_size, jax.process_index(), jax.process_count()):
+    real = batch['mask'] > 0
+    indices.append(batch['index'][real])
     batch = sharding.global_batch(batch, mesh)
     out = np.asarray(jax.device_get(features(params, model_input(batch))))
-    chunks.append(out[np.asarray(jax.device_get(batch['mask'])) > 0])
-  return np.concatenate(chunks).astype(np.float32)
+    chunks.append(out[real])
+  return data.in_input_order(chunks, indices, len(arrays['label'])).astype(np.float32)
 
 
 def check_kind(kind: str) -> None:
@@ -166,5 +168,8 @@ def _lbfgs_softmax(x, y, num_classes: int, l2, tol: float, max_iter: int):
 
 
 def score(feats: np.ndarray, labels: np.ndarray, head: dict) -> dict[str, float]:
+  """Accuracy and the macro (class-balanced) scores of `head` on cached features."""
   logits = feats @ np.asarray(head['kernel']) + np.asarray(head['bias'])
-  return {'accuracy': float(np.mean(logits.argmax(-1) == labels))}
+  preds = logits.argmax(-1)
+  confusion = evaluate.confusion_matrix(labels, preds, logits.shape[-1])
+  return {'accuracy': float(np.mean(preds == labels)), **evaluate.macro_scores(confusion)}

@@ -183,17 +183,25 @@ def _accumulated(grad_fn, learned, batch, dropout_rng, k):
 
 
 def make_eval_step(forward: Forward, preprocess: Preprocess) -> Callable:
-  """Builds `eval_step(params, batch) -> sums`; `batch['mask']` marks real rows."""
+  """Builds `eval_step(params, batch) -> sums`; `batch['mask']` marks real rows.
+
+  The sums add up over batches: loss, correct, count and `confusion` [C, C] (row: true
+  class, column: predicted), from which evaluation derives per-class (macro) metrics.
+  """
 
   def eval_step(params: Any, batch: Batch):
     images = preprocess(model_input(batch), jax.random.key(0), False)
     logits = forward(params, images)
     mask = batch['mask'].astype(jnp.float32)
-    correct = (jnp.argmax(logits, -1) == batch['label']).astype(jnp.float32)
+    pred = jnp.argmax(logits, -1)
+    correct = (pred == batch['label']).astype(jnp.float32)
+    num_classes = logits.shape[-1]
+    true_1h = jax.nn.one_hot(batch['label'], num_classes) * mask[:, None]
     return {
         'loss': jnp.sum(cross_entropy(logits, batch['label']) * mask),
         'correct': jnp.sum(correct * mask),
         'count': jnp.sum(mask),
+        'confusion': true_1h.T @ jax.nn.one_hot(pred, num_classes),
     }
 
   return eval_step

@@ -98,7 +98,9 @@ def test_fake_fashion_round_trip_and_slicing(fake):
   assert not set(_by_bytes(head['image'], head['label'])) & set(
       _by_bytes(tail['image'], tail['label'])
   )
-  assert dataset_info(cfg) == {'num_classes': 10, 'image_shape': (28, 28, 1)}
+  info = dataset_info(cfg)
+  assert info['num_classes'] == 10 and info['image_shape'] == (28, 28, 1)
+  assert info['class_names'][0] == 'T-shirt/top' and len(info['class_names']) == 10
 
 
 def test_missing_files_one_line_error(tmp_path):
@@ -141,8 +143,12 @@ def test_examples_per_class(fake):
   assert np.bincount(a['label']).tolist() == [2] * 10
   np.testing.assert_array_equal(a['image'], b['image'])
   assert not np.array_equal(a['image'], c['image'])
-  with pytest.raises(DataError, match='fewer than'):
+  with pytest.raises(DataError, match='fewer than.*keep_small_classes'):
     load_split(_fake_cfg(fake, examples_per_class=6), 'train')
+  # 50 examples, 5 per class: keep_small_classes keeps all 5 of each, no repeats.
+  small = load_split(_fake_cfg(fake, examples_per_class=6, keep_small_classes=True), 'train')
+  assert np.bincount(small['label']).tolist() == [5] * 10
+  assert len({img.tobytes() for img in small['image']}) == 50
 
 
 def test_unknown_dataset_suggests_close_name():

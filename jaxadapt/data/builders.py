@@ -138,7 +138,7 @@ def _image_label_info(
   )
 
 
-class _LocalBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+class LocalBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   """Shared base: pins `code_path` to this file.
 
   TFDS otherwise derives it via importlib.resources from the top-level
@@ -158,7 +158,7 @@ class _LocalBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     _log.info('prepared %s into %s', self.name, self.data_dir)
 
 
-class FashionMnistLocal(_LocalBuilder):
+class FashionMnistLocal(LocalBuilder):
   """Fashion-MNIST (28x28x1, 10 classes) read from local IDX files; train 60000 / test 10000."""
 
   VERSION = tfds.core.Version('1.0.0')
@@ -204,7 +204,7 @@ def digits_split_indices(num_examples: int) -> dict[str, np.ndarray]:
   return {'train': np.sort(perm[:num_train]), 'test': np.sort(perm[num_train:])}
 
 
-class DigitsLocal(_LocalBuilder):
+class DigitsLocal(LocalBuilder):
   """scikit-learn's 8x8 digits (1797 images, values rescaled 0..16 -> 0..255).
 
   sklearn ships no split, so we make one: a fixed-seed permutation (seed 0)
@@ -237,7 +237,7 @@ class DigitsLocal(_LocalBuilder):
 MNIST1D_LENGTH = 40
 
 
-class Mnist1dLocal(_LocalBuilder):
+class Mnist1dLocal(LocalBuilder):
   """MNIST-1D (Greydanus 2020): 40-step float sequences, 10 classes; train 4000 / test 1000.
 
   Generated offline by the `mnist1d` package's own generator with its default
