@@ -163,16 +163,19 @@ def use_imported_model(config: ml_collections.ConfigDict) -> None:
       config.preprocess[split] = f'{spec_str}|gray2rgb|resize({size})'
 
 
-def downstream(method: str, arg: str | None, **method_args) -> ml_collections.ConfigDict:
+def downstream(
+    method: str, arg: str | None, default_model: str = 'cnn', **method_args
+) -> ml_collections.ConfigDict:
   """Adapt the upstream checkpoint to a dataset's downstream task with `method`.
 
-  Common arguments: model, dataset (default fashion_mnist: classes 5-9), checkpoint (a
-  workdir or file), shots (examples per class, 0 = all), smoke; `method_args` are the
-  method's own, with their defaults (k, rank, layer_decay, fast: see methods.apply).
+  Common arguments: model (default `default_model`: methods that need attention, such as
+  IA3 and prompts, default to vit), dataset (default fashion_mnist: classes 5-9),
+  checkpoint (a workdir or file), shots (examples per class, 0 = all), smoke; `method_args`
+  are the method's own, with their defaults (k, rank, layer_decay, fast: see methods.apply).
   """
   arg = config_lib.parse_arg(
       arg,
-      model='cnn',
+      model=default_model,
       dataset='fashion_mnist',
       checkpoint='runs/pretrain',
       shots=0,

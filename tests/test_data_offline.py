@@ -90,7 +90,11 @@ def _cfg(**kw):
 
 def test_catalog_dataset_prepared_locally_is_read_through_the_catalog_builder(catalog_dir):
   cfg = _cfg(data_dir=str(catalog_dir))
-  assert dataset_info(cfg) == {'num_classes': 10, 'image_shape': (32, 32, 3)}
+  assert dataset_info(cfg) == {
+      'num_classes': 10,
+      'image_shape': (32, 32, 3),
+      'class_names': tuple(str(i) for i in range(10)),
+  }
   train = load_split(cfg, 'train')
   assert train['image'].shape == (N_TRAIN, 32, 32, 3) and train['image'].dtype == np.uint8
   # Every generated image comes back with its label (PNG is lossless).

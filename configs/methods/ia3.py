@@ -12,7 +12,7 @@ from jaxadapt import presets
 
 
 def get_config(arg=None):
-  config = presets.downstream('ia3', arg)
+  config = presets.downstream('ia3', arg, default_model='vit')
   config.optim.lr = 3e-2  # the vectors start at one and need larger steps than LoRA's
   config.optim.weight_decay = 0.0
   return config

@@ -14,7 +14,7 @@ from jaxadapt import presets
 
 
 def get_config(arg=None):
-  config = presets.downstream('prompt', arg, prompts=8, deep=False)
+  config = presets.downstream('prompt', arg, default_model='vit', prompts=8, deep=False)
   config.optim.lr = 1e-2
   config.optim.weight_decay = 0.0
   return config

@@ -79,17 +79,20 @@ def detect(path: epath.Path) -> str | None:
     ):
       return 'hf'
     return None
-  if path.suffix == '.npz':
-    keys = core.npz_keys(path)
-    if any(k.startswith(bit.P + 'root_block/') for k in keys):
-      return 'bit'
-    if any(k.removeprefix('params/').startswith('Transformer/') for k in keys):
-      return 'big_vision'
+  try:
+    if path.suffix == '.npz':
+      keys = core.npz_keys(path)
+      if any(k.startswith(bit.P + 'root_block/') for k in keys):
+        return 'bit'
+      if any(k.removeprefix('params/').startswith('Transformer/') for k in keys):
+        return 'big_vision'
+      return None
+    if path.suffix == '.safetensors':
+      names = core.read_safetensors(path)
+      if timm.is_vit(names) or timm.is_resnet(names):
+        return 'timm'
+  except Exception:  # pylint: disable=broad-except: unreadable here, reported by the reader
     return None
-  if path.suffix == '.safetensors':
-    names = core.read_safetensors(path)
-    if timm.is_vit(names) or timm.is_resnet(names):
-      return 'timm'
   return None
 
 
