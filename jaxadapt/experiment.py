@@ -14,7 +14,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jaxadapt import data, lora, models, optim, param_tree, precision, pretrained, sharding
+from jaxadapt import data, dora, ia3, lora, models, optim, param_tree, precision, pretrained
+from jaxadapt import sharding
 from jaxadapt import step as step_lib
 from jaxadapt.config import ConfigError
 
@@ -55,10 +56,20 @@ def build(
   model = models.build_model(
       config.model.name, info['num_classes'], **config.model.kwargs.to_dict()
   )
+  if 'pad_id' in info and getattr(model, 'pad_id', info['pad_id']) != info['pad_id']:
+    # The model masks `ids == pad_id`: another id would attend to padding, silently.
+    raise models.ModelError(
+        f"dataset.tokenizer pads with id {info['pad_id']} but the model masks id "
+        f"{model.pad_id}: set --config.model.kwargs.pad_id={info['pad_id']}"
+    )
   compute_dtype = precision.parse(config.model.dtype, 'model.dtype')
   precision.check_frozen_storage(config.adapt.frozen_dtype)
   forward = step_lib.make_forward(
-      model, config.adapt.lora.alpha, compute_dtype, config.adapt.lora.form
+      model,
+      config.adapt.lora.alpha,
+      compute_dtype,
+      config.adapt.lora.form,
+      dora_alpha=config.adapt.dora.alpha,
   )
   preprocess_train = data.make_preprocess(config.preprocess.train)
   preprocess_eval = data.make_preprocess(config.preprocess.eval)
@@ -79,6 +90,10 @@ def build(
     )
   if config.adapt.lora.rules:
     params = lora.add_adapters(params, config.adapt.lora.rules, jax.random.key(config.seed + 1))
+  if config.adapt.dora.rules:
+    params = dora.add_adapters(params, config.adapt.dora.rules, jax.random.key(config.seed + 2))
+  if config.adapt.ia3.rules:
+    params = ia3.add_scales(params, config.adapt.ia3.rules)
   if config.init.adapters:
     params = pretrained.overlay(params, config.init.adapters)
     log(f'init: adapters and head from {config.init.adapters}')

@@ -41,13 +41,15 @@ class LoRAError(RuleError):
   """An adapter the model cannot apply (unsupported layer, or no layer uses the kernel)."""
 
 
-def add_adapters(params: Mapping, rules, key: jax.Array) -> dict:
-  """Returns params with a `lora` subtree for every kernel a rule gives a rank > 0."""
+def add_adapters(params: Mapping, rules, key: jax.Array, name: str = 'lora') -> dict:
+  """Returns params with a `<name>` subtree (`lora`; DoRA reuses it as `dora`) holding
+  an (a, b) pair for every kernel a rule gives a rank > 0."""
   flat = param_tree.flatten(params)
+  prefix, field = f'{name}/', f'adapt.{name}.rules'
   ranks = path_rules.match(
       rules,
-      [p for p in flat if not p.startswith(PREFIX)],
-      'adapt.lora.rules',
+      [p for p in flat if not p.startswith(prefix)],
+      field,
       default=0,
       require_cover=False,
   )
@@ -58,17 +60,17 @@ def add_adapters(params: Mapping, rules, key: jax.Array) -> dict:
     kernel = flat[path]
     if kernel.ndim not in (2, 4):
       raise RuleError(
-          f"adapt.lora.rules: '{path}' has shape {kernel.shape}; LoRA needs a "
+          f"{field}: '{path}' has shape {kernel.shape}; {name} needs a "
           f'2D (Dense) or 4D (Conv) kernel'
       )
     fan_in, fan_out = int(np.prod(kernel.shape[:-1])), kernel.shape[-1]
     # A rank above min(fan_in, fan_out) adds parameters but no expressiveness: cap it.
     rank = min(int(rank), fan_in, fan_out)
     a = jax.random.normal(jax.random.fold_in(key, i), (fan_in, rank), kernel.dtype)
-    adapters[f'{PREFIX}{path}/a'] = a / np.sqrt(fan_in)
-    adapters[f'{PREFIX}{path}/b'] = jnp.zeros((rank, fan_out), kernel.dtype)
+    adapters[f'{prefix}{path}/a'] = a / np.sqrt(fan_in)
+    adapters[f'{prefix}{path}/b'] = jnp.zeros((rank, fan_out), kernel.dtype)
   if not adapters:
-    raise RuleError("adapt.lora.rules give no kernel a rank > 0; e.g. ('.*kernel', 8)")
+    raise RuleError(f"{field} give no kernel a rank > 0; e.g. ('.*kernel', 8)")
   return param_tree.unflatten({**flat, **adapters})
 
 

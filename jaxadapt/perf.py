@@ -96,10 +96,13 @@ def prepare(config: ml_collections.ConfigDict, row: str) -> tuple[dict[str, Any]
       accumulate=cfg.optim.accumulate,
   )
   rng = np.random.default_rng(0)
+  shape = (cfg.batch_size, *info['image_shape'])
+  if 'pad_id' in info:  # text: full-length token ids (a step costs the same whatever the ids)
+    inputs = {'tokens': jnp.asarray(rng.integers(1000, 2000, shape, dtype=np.int32))}
+  else:
+    inputs = {'image': jnp.asarray(rng.integers(0, 255, shape, dtype=np.uint8))}
   batch = {
-      'image': jnp.asarray(
-          rng.integers(0, 255, (cfg.batch_size, *info['image_shape']), dtype=np.uint8)
-      ),
+      **inputs,
       'label': jnp.asarray(rng.integers(0, info['num_classes'], (cfg.batch_size,), dtype=np.int32)),
   }
   compiled = jax.jit(step_fn).lower(state, batch).compile()
@@ -109,7 +112,7 @@ def prepare(config: ml_collections.ConfigDict, row: str) -> tuple[dict[str, Any]
   def forward(params, images):
     return exp.forward(params, exp.preprocess_eval(images, jax.random.key(0), False))
 
-  fwd_cost = cost.compiled_cost(forward, exp.params, batch['image'])
+  fwd_cost = cost.compiled_cost(forward, exp.params, step_lib.model_input(batch))
   # The head's backward: dW = h^T dy and db = sum dy, i.e. 2*B*D*C + B*C FLOPs.
   d, c = exp.params['head']['kernel'].shape
   head_bwd = 2.0 * cfg.batch_size * d * c + cfg.batch_size * c
@@ -148,6 +151,8 @@ def run(
 ) -> list[dict[str, Any]]:
   """Every row compiled first, then timed in interleaved rounds (one step of each row per
   round), so a change in machine load during the run reaches every row alike."""
+  if steps < 1:
+    raise PerfError(f'perf --steps {steps}: the number of timed steps must be >= 1 (e.g. 10)')
   for name in row_names:  # every name is checked before the first slow build
     parse_row(name)
   rows, steppers = [], []

@@ -18,11 +18,17 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxadapt import lora, param_tree, precision, quant
+from jaxadapt import dora, ia3, lora, param_tree, precision, quant
 
 Batch = Mapping[str, jax.Array]
 Preprocess = Callable[[jax.Array, jax.Array, bool], jax.Array]
 Forward = Callable[..., jax.Array]
+
+
+def model_input(batch: Batch) -> jax.Array:
+  """What the model reads from a batch: token ids (`tokens`, [N, L] int32) for text,
+  else `image` (images [N, H, W, C] or sequences [N, L, C])."""
+  return batch['tokens'] if 'tokens' in batch else batch['image']
 
 
 def make_forward(
@@ -30,14 +36,16 @@ def make_forward(
     lora_alpha: float = 1.0,
     compute_dtype: Any = jnp.float32,
     lora_form: str = 'auto',
+    dora_alpha: float = 1.0,
 ) -> Forward:
   """`forward(params, images, train=, features_only=, rngs=)` -> float32 outputs.
 
-  Quantised frozen kernels are dequantised first (quant.py). Adapters under
-  `params['lora']` are applied by the layers themselves as
-  `layer(x) + (alpha/r) (x a) b` (lora.factored) or merged into their kernels, per
-  `lora_form` (lora.split). Floating parameters and inputs are cast to `compute_dtype`
-  (precision.py); outputs come back as float32.
+  Quantised frozen kernels are dequantised first (quant.py). DoRA adapters are merged into
+  their kernels (dora.py: the direction's norm needs the merged kernel). Adapters under
+  `params['lora']` are applied by the layers themselves as `layer(x) + (alpha/r) (x a) b`
+  (lora.factored) or merged into their kernels, per `lora_form` (lora.split). IA3 vectors
+  rescale the layers' activations inside `model.apply` (ia3.scaled). Floating parameters
+  and inputs are cast to `compute_dtype` (precision.py); outputs come back as float32.
   """
   lora.check_form(lora_form)
 
@@ -46,8 +54,11 @@ def make_forward(
     if compute_dtype != jnp.float32:
       params = precision.cast_floating(params, compute_dtype)
       images = precision.cast_floating(images, compute_dtype)
+    params = dora.merge(params, dora_alpha)
+    scales = ia3.vectors(params)
+    params = {k: v for k, v in params.items() if k != ia3.NAME}
     base, adapters = lora.split(params, lora_alpha, lora_form)
-    with lora.factored(adapters, lora_alpha):
+    with ia3.scaled(scales), lora.factored(adapters, lora_alpha):
       out = model.apply(
           {'params': base}, images, train=train, features_only=features_only, rngs=rngs
       )
@@ -107,7 +118,7 @@ def make_train_step(
   def train_step(state: TrainState, batch: Batch, aux: Any = None):
     rng = jax.random.fold_in(jax.random.key(seed), state.step)
     aug_rng, dropout_rng, mix_rng = jax.random.split(rng, 3)
-    images = preprocess(batch['image'], aug_rng, True)
+    images = preprocess(model_input(batch), aug_rng, True)
     if mix is not None:
       images = mix(images, mix_rng)
     learned, frozen = split_params(state.params, trainable)
@@ -172,17 +183,25 @@ def _accumulated(grad_fn, learned, batch, dropout_rng, k):
 
 
 def make_eval_step(forward: Forward, preprocess: Preprocess) -> Callable:
-  """Builds `eval_step(params, batch) -> sums`; `batch['mask']` marks real rows."""
+  """Builds `eval_step(params, batch) -> sums`; `batch['mask']` marks real rows.
+
+  The sums add up over batches: loss, correct, count and `confusion` [C, C] (row: true
+  class, column: predicted), from which evaluation derives per-class (macro) metrics.
+  """
 
   def eval_step(params: Any, batch: Batch):
-    images = preprocess(batch['image'], jax.random.key(0), False)
+    images = preprocess(model_input(batch), jax.random.key(0), False)
     logits = forward(params, images)
     mask = batch['mask'].astype(jnp.float32)
-    correct = (jnp.argmax(logits, -1) == batch['label']).astype(jnp.float32)
+    pred = jnp.argmax(logits, -1)
+    correct = (pred == batch['label']).astype(jnp.float32)
+    num_classes = logits.shape[-1]
+    true_1h = jax.nn.one_hot(batch['label'], num_classes) * mask[:, None]
     return {
         'loss': jnp.sum(cross_entropy(logits, batch['label']) * mask),
         'correct': jnp.sum(correct * mask),
         'count': jnp.sum(mask),
+        'confusion': true_1h.T @ jax.nn.one_hot(pred, num_classes),
     }
 
   return eval_step

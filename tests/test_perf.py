@@ -1,14 +1,15 @@
-"""`jaxadapt perf`: measured FLOPs and optimizer memory per method, through the CLI."""
+"""`jaxadapt perf` and perf.measure: measured FLOPs and optimizer memory per method."""
 
 import json
 import pathlib
 
 import pytest
 
-from jaxadapt import cli
+from jaxadapt import cli, config as config_lib, perf
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-SMOKE = str(ROOT / 'configs/fashion_mnist/scratch.py') + ':smoke'
+SCRATCH = str(ROOT / 'configs/fashion_mnist/scratch.py')
+SMOKE = SCRATCH + ':smoke'
 
 
 def test_perf_cli_table_and_json(tmp_path, capsys):
@@ -75,3 +76,22 @@ def test_perf_unknown_method_or_variant_is_one_line(capsys, rows, message):
   captured = capsys.readouterr()
   assert code == 2 and message in captured.err and 'did you mean' in captured.err, captured.err
   assert 'compiled' not in captured.out and 'measured' not in captured.out
+
+
+@pytest.fixture(scope='module')
+def perf_rows():
+  config = config_lib.load_config(SCRATCH, ['--config.batch_size=32'])
+  return {m: perf.measure(config, m, steps=1) for m in ('linear_probe', 'full_ft')}
+
+
+def test_linear_probe_step_costs_forward_plus_head_backward_only(perf_rows):
+  lp, ft = perf_rows['linear_probe'], perf_rows['full_ft']
+  assert lp['batch_size'] == 32 and lp['model'] == 'cnn'
+  assert lp['forward_flops'] > 0 and lp['step_flops'] > 0
+  assert lp['step_flops'] <= 1.1 * (lp['forward_flops'] + lp['head_backward_flops'])
+  assert lp['step_over_forward_plus_head'] <= 1.1
+  # Full fine-tuning back-propagates through the backbone: roughly 3x a forward pass.
+  assert ft['step_over_forward_plus_head'] > 2.0
+  assert ft['step_flops'] > 2 * lp['step_flops']
+  assert lp['trainable_params'] == 256 * 10 + 10
+  assert ft['trainable_params'] == ft['params'] == lp['params']

@@ -6,6 +6,7 @@ import flax.linen as nn
 import jax
 
 from .common import he_init, make_norm, zeros
+from .spec import Blocks, ModelSpec
 
 
 class ConvBlock(nn.Module):
@@ -51,3 +52,15 @@ class CNN(nn.Module):
       return x
     x = nn.Dropout(self.dropout, deterministic=not train)(x)
     return nn.Dense(self.num_classes, kernel_init=zeros, bias_init=zeros, name='head')(x)
+
+
+SPEC = ModelSpec(
+    module=CNN,
+    input_kind='image',
+    blocks=lambda m: Blocks(
+        body=tuple(f'block{i}' for i in range(1, len(m.widths) + 1)),
+        post=('dense',) if m.dense else (),
+    ),
+    lora_targets=r'(block\d+/conv\d+|dense)/kernel',
+    smoke=dict(widths=(4, 8), dense=16),
+)
