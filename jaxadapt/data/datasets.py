@@ -144,13 +144,6 @@ def _split_key(dataset_cfg: Any, split: str) -> str:
   return 'split'
 
 
-def _resolve(dataset_cfg: Any) -> tuple[str, str, str | None]:
-  name = dataset_cfg.name
-  data_dir = os.path.expanduser(_get(dataset_cfg, 'data_dir') or builders.default_data_dir())
-  source_dir = _get(dataset_cfg, 'source_dir')
-  return name, data_dir, source_dir
-
-
 @functools.lru_cache(maxsize=8)
 def _materialise(src: Source, split: str) -> dict[str, np.ndarray]:
   """Prepare (once, on disk) and read a whole split; cached per process, arrays read-only.
