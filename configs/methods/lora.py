@@ -1,4 +1,4 @@
-r"""LoRA: low-rank adapters W + (alpha/r) B A on the kernels, base weights frozen.
+r"""LoRA: low-rank adapters x W + (alpha/r) (x a) b on the kernels, base weights frozen.
 
   jaxadapt train --config configs/methods/lora.py --workdir runs/lora \
       --config.optim.lr=3e-3 --config.adapt.lora.alpha=16   # override the defaults
