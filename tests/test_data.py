@@ -176,7 +176,11 @@ def test_mnist1d_builder_equals_the_generator(mnist1d_data_dir):
   np.testing.assert_array_equal(np.random.get_state()[1], before)  # caller's RNG untouched
 
   cfg = _cfg('mnist1d', data_dir=mnist1d_data_dir)
-  assert dataset_info(cfg) == {'num_classes': 10, 'image_shape': (40, 1)}
+  assert dataset_info(cfg) == {
+      'num_classes': 10,
+      'image_shape': (40, 1),
+      'class_names': tuple(str(i) for i in range(10)),
+  }
   train, test = load_split(cfg, 'train'), load_split(cfg, 'test')
   assert train['image'].shape == (4000, 40, 1) and train['image'].dtype == np.float32
   assert test['image'].shape == (1000, 40, 1) and train['label'].dtype == np.int32
