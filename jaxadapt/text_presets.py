@@ -143,7 +143,7 @@ def _is_import(config: ml_collections.ConfigDict) -> bool:
 def _smoke(config: ml_collections.ConfigDict, shrink_model: bool) -> None:
   """A few steps on a few hundred glosses; a tiny bert unless the checkpoint sets the model."""
   if shrink_model:
-    config.model.kwargs.update(bert.SPEC['smoke'])
+    config.model.kwargs.update(dict(bert.SPEC.smoke))
   if config.dataset.name == 'wordnet':
     config.dataset.train_split, config.dataset.val_split, config.dataset.test_split = SMOKE_SPLITS
   config.dataset.max_length = 32

@@ -371,7 +371,7 @@ def test_bucketed_bert_features_equal_full_length_features():
   from jaxadapt.models import bert
 
   arrays = _token_arrays(n=20)
-  model = models.build_model('bert', 5, **bert.SPEC['smoke'])
+  model = models.build_model('bert', 5, **dict(bert.SPEC.smoke))
   params = model.init(jax.random.key(0), arrays['tokens'][:1])['params']
   forward = step_lib.make_forward(model)
   mesh = sharding.make_mesh(ml_collections.ConfigDict(dict(data=-1, fsdp=1)))
