@@ -82,9 +82,7 @@ def _make_builder(src: Source) -> tfds.core.DatasetBuilder:
     catalog = tfds.list_builders(with_community_datasets=False)
     if name.split(':')[0].split('/')[0] not in catalog:
       raise _unknown_name_error(name, catalog)
-    builder = tfds.builder(name, data_dir=data_dir, file_format='array_record')
-    _check_prepared(builder, name, data_dir)
-    return builder
+    return tfds.builder(name, data_dir=data_dir, file_format='array_record')
 
 
 def _resolve(dataset_cfg: Any) -> Source:
@@ -120,6 +118,8 @@ def _prepared_builder(src: Source) -> tfds.core.DatasetBuilder:
   if src.name in LOCAL_BUILDERS:
     with _quiet_tfds():
       builder.download_and_prepare()
+  else:
+    _check_prepared(builder, src.name, src.data_dir)
   return builder
 
 

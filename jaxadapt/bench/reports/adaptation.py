@@ -9,6 +9,7 @@ report.md.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from typing import Any, Callable, Iterable, Sequence
