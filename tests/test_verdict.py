@@ -144,3 +144,13 @@ def test_report_opens_with_the_verdict():
   text = adaptation.markdown(runs, ('x', 'y'))
   assert text.startswith('# Adaptation benchmark\n\n## Which approach should I use?\n')
   assert text.index('## Which approach') < text.index('## Task: t')
+
+
+def test_a_method_without_paired_seeds_says_it_was_not_tested():
+  """Catches an untested entry shown as if it passed the t-test beside tested ones."""
+  runs = [_run('a', s, 0.90 + 0.01 * s) for s in (0, 1, 2)] + [_run('b', 0, 0.905)]
+  runs += [_run('c', s, 0.905 - 0.005 * s) for s in (0, 1, 2)]
+  result = verdict.verdict(runs)
+  text = '\n'.join(verdict_report.markdown_lines(result, False))
+  assert 'b 90.5 (1.0 GFLOP, 1.0 s; unpaired: within 1 point, not tested)' in text
+  assert 'c 90.0 ± 0.5 (1.0 GFLOP, 1.0 s; p = ' in text

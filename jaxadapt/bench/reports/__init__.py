@@ -6,8 +6,10 @@ suite.json (the report kind and what the report shows, written by the runner). E
 a pure function of those two (no timestamps), so `jaxadapt report` rebuilds the same
 report.md byte for byte:
 
-  adaptation       matrix suites: per task, every method's accuracy by data size, the data
-                   it needs, its compute, time and memory; accuracy vs data / FLOPs plots
+  adaptation       matrix suites: the verdict (which method for a data size and a compute
+                   budget, bench/verdict.py), then per task every method's accuracy by data
+                   size, the data it needs, its compute, time and memory; accuracy vs data
+                   / FLOPs plots
   transferability  Yosinski et al. 2014: accuracy vs copied layers n (BnB, BnB+, AnB, AnB+)
   table            a rows x columns accuracy table beside the published values
   distillation     Hinton et al. 2015: teacher, student alone, distilled students by

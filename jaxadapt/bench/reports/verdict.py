@@ -40,7 +40,10 @@ def _tied_text(v: dict) -> str:
   parts = []
   for e in v['tied']:
     c = e['cell']
-    p = '' if e['test'] == 'one seed' else f"; p = {e['p']:.2g}"
+    if e['test'] == 'paired':
+      p = f"; p = {e['p']:.2g}"
+    else:  # fewer than two paired seeds beside a tested best: say why there is no p
+      p = '' if v['one_seed'] else '; unpaired: within 1 point, not tested'
     parts.append(f"{c['method']} {_acc(c)} ({_cost(c)}{p})")
   return ', '.join(parts) or 'none'
 
