@@ -6,6 +6,7 @@ import flax.linen as nn
 import jax
 
 from .common import he_init, make_norm, zeros
+from .pooling import max_pool
 
 
 class ConvBlock(nn.Module):
@@ -23,7 +24,7 @@ class ConvBlock(nn.Module):
       if norm is not None:
         x = norm(x)
       x = nn.relu(x)
-    return nn.max_pool(x, (2, 2), strides=(2, 2))
+    return max_pool(x, (2, 2), strides=(2, 2))
 
 
 class CNN(nn.Module):

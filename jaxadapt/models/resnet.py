@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 
 from .common import ModelError, he_init, num_groups, zeros
+from .pooling import max_pool
 
 # depth -> (blocks per stage, bottleneck?)
 STAGE_SIZES = {
@@ -85,7 +86,7 @@ class Stem(nn.Module):
     x = _conv(self.width, 7 if big else 3, 2 if big else 1, 'conv')(x)
     x = nn.relu(_norm(self.width, 'norm')(x))
     if big:
-      x = nn.max_pool(x, (3, 3), strides=(2, 2), padding='SAME')
+      x = max_pool(x, (3, 3), strides=(2, 2), padding='SAME')
     return x
 
 
