@@ -24,7 +24,7 @@ def get_suite(arg=None):
   arg = config_lib.parse_arg(arg, tiny=False)
   s = ml_collections.ConfigDict()
   model = ('model.name=cnn', 'model.kwargs.widths=(16, 32)', 'model.kwargs.dense=128')
-  s.common = ('eval_batch_size=1000',)
+  s.common = ('eval_batch_size=200',)
   s.upstream = dict(
       config=f'{FM}/pretrain.py', overrides=model + ('num_epochs=2.0', 'batch_size=64')
   )
