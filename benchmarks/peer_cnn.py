@@ -17,8 +17,10 @@ Train step: blocks of `--steps` steps alternate between the frameworks in one pr
 (`--blocks` of each, the first of each pair alternating), so both see the same machine
 load; a block's wall time / steps is one sample (jaxadapt dispatches asynchronously as its
 trainer does, and the block waits for the last result); the report gives the medians and
-their ratio. jaxadapt runs as `jaxadapt train` does, one XLA device per core
-(sharding.use_cpu_cores); `JAX_NUM_CPU_DEVICES=1` measures a single device.
+their ratio. jaxadapt runs as `jaxadapt train` does (host.keep_freed_memory; one XLA
+device, `JAX_NUM_CPU_DEVICES=2` for two); torch with its default threads. On a machine
+other jobs share, `taskset -c 0 python benchmarks/peer_cnn.py` compares the two on one core
+(one torch thread), which contention distorts less than two-thread runs.
 
 `--whole-run` then times `jaxadapt train` on the config (a subprocess with an empty XLA
 compilation cache, as a first run) and the twin's whole run (a subprocess that reads the
@@ -189,6 +191,7 @@ def twin_hyperparameters(config, total_steps: int) -> dict:
       'total_steps': total_steps,
       'batch_size': config.batch_size,
       'eval_batch_size': config.eval_batch_size,
+      'eval_every': config.eval_every,  # 0: once per epoch
       'ckpt_every': config.ckpt_every,
       'log_every': config.log_every,
       'mean': 0.286,
@@ -207,7 +210,7 @@ def twin_whole_run(npz: str, hp: dict, workdir: str) -> None:
   train, evals = split('train'), {'val': split('val'), 'test': split('test')}
   twin = TorchTwin(params, hp)
   n, b = len(train['label']), hp['batch_size']
-  steps_per_epoch = n // b
+  eval_every = hp['eval_every'] or n // b
   pending = []
   for step in range(1, hp['total_steps'] + 1):
     rows = batch_index(n, b, hp['seed'], step - 1)
@@ -216,7 +219,7 @@ def twin_whole_run(npz: str, hp: dict, workdir: str) -> None:
     if step % hp['log_every'] == 0 or last:
       torch.stack(pending).mean(0).tolist()  # the host reads the metrics, as jaxadapt's loop
       pending = []
-    if step % steps_per_epoch == 0 or last:
+    if step % eval_every == 0 or last:
       acc = {k: twin.evaluate(v, hp['eval_batch_size'])['accuracy'] for k, v in evals.items()}
       print(json.dumps({'step': step, 'time': time.time() - t0, **acc}), flush=True)
     if step % hp['ckpt_every'] == 0 or last:
@@ -422,11 +425,11 @@ def main(argv=None) -> int:
 
   os.chdir(REPO)
   sys.path.insert(0, REPO)
-  from jaxadapt import config as config_lib, sharding
+  from jaxadapt import config as config_lib, host
 
   log = lambda *a: print(*a, file=sys.stderr, flush=True)
   config = config_lib.load_config(args.config)
-  sharding.use_cpu_cores((config.batch_size, config.eval_batch_size))  # as the CLI does
+  host.keep_freed_memory()  # as the CLI does
   import jax
   import torch
 
@@ -435,7 +438,7 @@ def main(argv=None) -> int:
   twin = TorchTwin(ours.initial_params, hp)
   log(
       f'jaxadapt {jax.__version__} on {jax.device_count()} CPU device(s); torch '
-      f'{torch.__version__} with {torch.get_num_threads()} threads; {os.cpu_count()} cores'
+      f'{torch.__version__} with {torch.get_num_threads()} threads; {len(os.sched_getaffinity(0))} usable cores'
   )
   result = {
       'date': datetime.date.today().isoformat(),

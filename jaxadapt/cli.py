@@ -119,13 +119,6 @@ def _enable_compilation_cache() -> None:
   jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
 
 
-def _use_cpu_cores(*batch_sizes: int) -> None:
-  """On a CPU host, data parallel over one XLA device per core (see sharding.use_cpu_cores)."""
-  from jaxadapt import sharding
-
-  sharding.use_cpu_cores(batch_sizes)
-
-
 def _initialize_distributed() -> None:
   """Joins the multi-process job: explicit JAX_* variables, else JAX's auto-detection (TPU pods)."""
   import jax
@@ -145,15 +138,14 @@ def _initialize_distributed() -> None:
 
 def _run(args: argparse.Namespace, overrides: list[str]) -> int:
   # Heavy imports happen here so `--help` and argument errors stay instant.
-  from jaxadapt import config as config_lib
+  from jaxadapt import config as config_lib, host
 
   _enable_compilation_cache()
+  host.keep_freed_memory()  # XLA's per-step buffers reuse the same pages (host.py)
   if args.command == 'train':
     config = config_lib.load_config(args.config, overrides)
     if args.distributed:
       _initialize_distributed()
-    else:
-      _use_cpu_cores(config.batch_size, config.eval_batch_size)
     if config.adapt.fast_probe:
       from jaxadapt import fast_probe
 
@@ -177,7 +169,6 @@ def _run(args: argparse.Namespace, overrides: list[str]) -> int:
   if args.command == 'bench':
     from jaxadapt.bench import runlist, runner
 
-    _use_cpu_cores()  # the runner fits each cell's batch to the device count
     path, _, arg = args.suite.partition(':')
     if runlist.is_runlist(runner.load_module_suite(path, arg)):
       runlist.run_suite(args.suite, args.out, quick=args.quick)

@@ -8,8 +8,6 @@ it. Parameters are replicated unless `mesh.param_rules` shard them over
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import jax
 import ml_collections
 import numpy as np
@@ -43,42 +41,6 @@ def make_mesh(mesh_cfg: ml_collections.ConfigDict, devices=None) -> Mesh:
         f'set one of them to -1'
     )
   return Mesh(devices.reshape(sizes['data'], sizes['fsdp']), BATCH_AXES)
-
-
-# One CPU device per core up to this many (more only adds collectives on big hosts; unmeasured).
-MAX_CPU_DEVICES = 8
-
-
-def cpu_device_count(cores: int, batch_sizes: Sequence[int] = ()) -> int:
-  """Devices for a CPU host: one per core (<= MAX_CPU_DEVICES), dividing every batch size."""
-  n = max(1, min(cores, MAX_CPU_DEVICES))
-  while n > 1 and any(b % n for b in batch_sizes):
-    n -= 1
-  return n
-
-
-def use_cpu_cores(batch_sizes: Sequence[int] = ()) -> int | None:
-  """Splits the host CPU into one XLA device per core, data parallel; call before JAX starts.
-
-  XLA:CPU runs one device's program on a shared thread pool, and a small model's ops are too
-  short to split well across threads; N devices each running 1/N of the batch keep the cores
-  busy (measured by benchmarks/peer_cnn.py). Leaves the count alone when the user chose one
-  (`JAX_NUM_CPU_DEVICES`, `--xla_force_host_platform_device_count` in `XLA_FLAGS`) or JAX's
-  backends are already running. Returns the count it set, or None.
-  """
-  import os
-
-  from jax._src import xla_bridge  # backends_are_initialized has no public name
-
-  if (
-      jax.config.jax_num_cpu_devices >= 0
-      or 'xla_force_host_platform_device_count' in os.environ.get('XLA_FLAGS', '')
-      or xla_bridge.backends_are_initialized()
-  ):
-    return None
-  n = cpu_device_count(len(os.sched_getaffinity(0)), batch_sizes)
-  jax.config.update('jax_num_cpu_devices', n)
-  return n
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:

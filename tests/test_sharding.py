@@ -118,39 +118,3 @@ def test_param_rules_explicit_spec_and_errors():
   assert specs['head/kernel'] == jax.sharding.PartitionSpec()
   with pytest.raises(sharding.MeshError, match="bad value 'shard'"):
     sharding.param_specs(shapes, [('.*', 'shard')], mesh)
-
-
-def test_cpu_device_count_divides_every_batch():
-  assert sharding.cpu_device_count(2, (128, 1000)) == 2
-  assert sharding.cpu_device_count(64, (128,)) == sharding.MAX_CPU_DEVICES
-  assert sharding.cpu_device_count(8, (100, 1000)) == 5  # 8, 7, 6 do not divide 100
-  assert sharding.cpu_device_count(2, (63,)) == 1
-  assert sharding.cpu_device_count(1, ()) == 1
-
-
-def test_use_cpu_cores_leaves_a_chosen_count_alone():
-  # conftest.py asked for 8 devices (XLA_FLAGS) and JAX is running: nothing changes.
-  assert sharding.use_cpu_cores((128,)) is None
-  assert jax.device_count() == 8
-
-
-def test_use_cpu_cores_splits_a_fresh_process():
-  import os
-  import subprocess
-  import sys
-
-  env = {k: v for k, v in os.environ.items() if k not in ('XLA_FLAGS', 'JAX_NUM_CPU_DEVICES')}
-  code = (
-      'import jax\nfrom jaxadapt import sharding\n'
-      'n = sharding.use_cpu_cores((128, 1000))\nprint(n, jax.device_count())'
-  )
-  out = subprocess.run(
-      [sys.executable, '-c', code], env=env, capture_output=True, text=True, check=True
-  )
-  expected = sharding.cpu_device_count(len(os.sched_getaffinity(0)), (128, 1000))
-  assert out.stdout.split() == [str(expected), str(expected)]
-  env['JAX_NUM_CPU_DEVICES'] = '1'  # the user's choice wins
-  out = subprocess.run(
-      [sys.executable, '-c', code], env=env, capture_output=True, text=True, check=True
-  )
-  assert out.stdout.split() == ['None', '1']
