@@ -25,9 +25,10 @@ other jobs share, `taskset -c 0 python benchmarks/peer_cnn.py` compares the two 
 `--whole-run` then times `jaxadapt train` on the config (a subprocess with an empty XLA
 compilation cache, as a first run) and the twin's whole run (a subprocess that reads the
 same arrays from an .npz this script writes, so data loading is not in its time), one after
-the other, and reports both wall times, the time to first reach `--target` test accuracy and
-jaxadapt's loop overhead: whole-run time per step over the isolated step time measured
-above. Not a test: the figures depend on the machine and on what else runs on it.
+the other, and reports both wall times, the time to first reach `--target` test accuracy,
+jaxadapt's loop overhead (whole-run time per step over the isolated step time measured
+above) and each run's timeline: its own steady step time (between metric logs), startup,
+evaluations and checkpoints inside the loop, and the tail. Not a test: the figures depend on the machine and on what else runs on it.
 """
 
 from __future__ import annotations
@@ -219,6 +220,7 @@ def twin_whole_run(npz: str, hp: dict, workdir: str) -> None:
     if step % hp['log_every'] == 0 or last:
       torch.stack(pending).mean(0).tolist()  # the host reads the metrics, as jaxadapt's loop
       pending = []
+      print(json.dumps({'step': step, 'time': time.time() - t0, 'log': True}), flush=True)
     if step % eval_every == 0 or last:
       acc = {k: twin.evaluate(v, hp['eval_batch_size'])['accuracy'] for k, v in evals.items()}
       print(json.dumps({'step': step, 'time': time.time() - t0, **acc}), flush=True)
@@ -354,6 +356,29 @@ def first_reaching(points: list[tuple[float, float]], target: float) -> float | 
   return next((t for t, acc in sorted(points) if acc >= target), None)
 
 
+def timeline(logs: list[tuple[float, int]], total_s: float, steps: int) -> dict:
+  """Where a whole run's time went, from (seconds since start, step) at each metrics log.
+
+  The steady step time is the median time per step between consecutive logs, so the run
+  measures itself under the load it saw. Overhead is the run's time over steps x that,
+  minus one; `startup_s` is the time before the first logged window's steps began and
+  `tail_s` the time after the last log (final evaluation, checkpoint, exit).
+  """
+  logs = sorted(logs)
+  per_step = statistics.median(
+      (t1 - t0) / (s1 - s0) for (t0, s0), (t1, s1) in zip(logs, logs[1:]) if s1 > s0
+  )
+  startup = logs[0][0] - logs[0][1] * per_step
+  tail = total_s - logs[-1][0]
+  return {
+      'steady_step_ms': per_step * 1e3,
+      'overhead': total_s / (steps * per_step) - 1.0,
+      'startup_s': startup,
+      'in_loop_extra_s': total_s - startup - tail - steps * per_step,  # evals, checkpoints
+      'tail_s': tail,
+  }
+
+
 def whole_runs(args, ours: JaxRunner, hp: dict, log) -> dict:
   tmp = tempfile.mkdtemp(prefix='peer_cnn_')
   npz = os.path.join(tmp, 'arrays.npz')
@@ -378,9 +403,9 @@ def whole_runs(args, ours: JaxRunner, hp: dict, log) -> dict:
         stderr=subprocess.STDOUT,
     )
   jax_wall = time.time() - start
-  jax_test = [
-      (t - start, acc) for t, _, acc in tb_scalars(f'{workdir}/tensorboard', 'test/accuracy')
-  ]
+  tensorboard = f'{workdir}/tensorboard'
+  jax_test = [(t - start, acc) for t, _, acc in tb_scalars(tensorboard, 'test/accuracy')]
+  jax_logs = [(t - start, step) for t, step, _ in tb_scalars(tensorboard, 'train/loss')]
 
   log('whole run: the PyTorch twin')
   twin_dir = os.path.join(tmp, 'torch')
@@ -394,19 +419,23 @@ def whole_runs(args, ours: JaxRunner, hp: dict, log) -> dict:
       env={**os.environ, 'PEER_T0': repr(start)},
   )
   torch_wall = time.time() - start
-  torch_evals = [json.loads(line) for line in out.stdout.splitlines() if line.startswith('{')]
-  torch_test = [(e['time'], e['test']) for e in torch_evals]
+  records = [json.loads(line) for line in out.stdout.splitlines() if line.startswith('{')]
+  torch_test = [(r['time'], r['test']) for r in records if 'test' in r]
+  torch_logs = [(r['time'], r['step']) for r in records if r.get('log')]
   jax_final = json.loads(open(f'{workdir}/summary.json').read())
+  steps = hp['total_steps']
   return {
       'jaxadapt_run_s': jax_wall,
       'torch_run_s': torch_wall,
       'run_ratio': jax_wall / torch_wall,
-      'steps': hp['total_steps'],
-      'jaxadapt_run_ms_per_step': jax_wall / hp['total_steps'] * 1e3,
+      'steps': steps,
+      'jaxadapt_run_ms_per_step': jax_wall / steps * 1e3,
       'jaxadapt_test_accuracy': jax_final.get('test/accuracy'),
       'torch_test_accuracy': torch_test[-1][1] if torch_test else None,
       f'jaxadapt_time_to_{args.target}_s': first_reaching(jax_test, args.target),
       f'torch_time_to_{args.target}_s': first_reaching(torch_test, args.target),
+      'jaxadapt_timeline': timeline(jax_logs, jax_wall, steps),
+      'torch_timeline': timeline(torch_logs, torch_wall, steps),
   }
 
 
@@ -449,6 +478,8 @@ def main(argv=None) -> int:
   }
   if args.whole_run:
     result.update(whole_runs(args, ours, hp, log))
+    # Against the step measured above (loads differ between the two measurements) and, in
+    # the timelines, against each run's own steady step time.
     result['jaxadapt_loop_overhead'] = (
         result['jaxadapt_run_ms_per_step'] / result['jaxadapt_step_ms'] - 1.0
     )
