@@ -20,7 +20,9 @@ trainer does, and the block waits for the last result); the report gives the med
 their ratio. jaxadapt runs as `jaxadapt train` does (host.keep_freed_memory; one XLA
 device, `JAX_NUM_CPU_DEVICES=2` for two); torch with its default threads. On a machine
 other jobs share, `taskset -c 0 python benchmarks/peer_cnn.py` compares the two on one core
-(one torch thread), which contention distorts less than two-thread runs.
+(one torch thread), which contention distorts less than two-thread runs: PyTorch's OpenMP
+threads spin at every barrier, and when other jobs take a core its two-thread steps slow
+down several-fold (`OMP_WAIT_POLICY=PASSIVE` makes them sleep instead; recorded in `env`).
 
 `--whole-run` then times `jaxadapt train` on the config (a subprocess with an empty XLA
 compilation cache, as a first run) and the twin's whole run (a subprocess that reads the
@@ -50,6 +52,8 @@ import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = 'configs/fashion_mnist/scratch.py'
+# Settings that change the timings, recorded with the results.
+ENV_KEYS = ('OMP_WAIT_POLICY', 'OMP_NUM_THREADS', 'JAX_NUM_CPU_DEVICES', 'XLA_FLAGS')
 
 
 def batch_index(num_examples: int, batch_size: int, seed: int, step: int) -> np.ndarray:
@@ -474,6 +478,8 @@ def main(argv=None) -> int:
       'command': 'python benchmarks/peer_cnn.py' + (' ' + ' '.join(sys.argv[1:])).rstrip(),
       'jax_devices': jax.device_count(),
       'torch_threads': torch.get_num_threads(),
+      'env': {k: os.environ[k] for k in ENV_KEYS if k in os.environ},
+      'load_average_before': round(os.getloadavg()[0], 2),
       **measure_steps(ours, twin, args.blocks, args.steps, log),
   }
   if args.whole_run:
@@ -483,6 +489,7 @@ def main(argv=None) -> int:
     result['jaxadapt_loop_overhead'] = (
         result['jaxadapt_run_ms_per_step'] / result['jaxadapt_step_ms'] - 1.0
     )
+  result['load_average_after'] = round(os.getloadavg()[0], 2)  # other jobs on the machine
   print(json.dumps(result, indent=1))
   return 0
 
