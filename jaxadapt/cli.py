@@ -1,4 +1,4 @@
-"""The `jaxadapt` command: train | bench | report | perf | export.
+"""The `jaxadapt` command: train | bench | report | perf | export | inspect | predict.
 
 Bad input (a config typo, a missing dataset, an unwritable workdir) is one
 line on stderr and exit status 2; set JAXADAPT_DEBUG=1 for the traceback.
@@ -62,8 +62,11 @@ def _parser() -> argparse.ArgumentParser:
   perf.add_argument('--config', required=True)
   perf.add_argument(
       '--methods',
-      default='linear_probe,partial_ft,full_ft,lora,bitfit',
-      help='comma-separated method names',
+      default='',
+      help='comma-separated rows, each a method name with optional +variants (bf16: '
+      'compute in bfloat16; frozen_bf16: frozen parameters stored in bfloat16; int8, nf4: '
+      'frozen kernels quantised); default: linear_probe,partial_ft,full_ft,lora,bitfit,'
+      'full_ft+bf16,lora+bf16,lora+bf16+frozen_bf16,lora+int8,lora+nf4',
   )
   perf.add_argument('--steps', type=int, default=10, help='timed steps per method')
   perf.add_argument('--out', help='also write the rows as JSON here')
@@ -73,12 +76,32 @@ def _parser() -> argparse.ArgumentParser:
   bench.add_argument('--out', required=True, help='results directory')
   bench.add_argument('--quick', action='store_true', help="the suite's quick variant")
 
-  report = sub.add_parser('report', help='rebuild report.md and plots from results.jsonl')
-  report.add_argument('results', help='results directory (holding results.jsonl)')
+  report = sub.add_parser(
+      'report', help='rebuild report.md and plots from results.jsonl and suite.json'
+  )
+  report.add_argument('results', help='results directory (written by jaxadapt bench)')
+
+  inspect = sub.add_parser(
+      'inspect', help='how a timm / Hugging Face / big_vision / BiT checkpoint maps to jaxadapt'
+  )
+  inspect.add_argument('checkpoint', help='hf:<dir>, timm:<file>, big_vision:<npz>, bit:<npz>')
+
+  predict = sub.add_parser('predict', help='logits or features of any checkpoint on inputs')
+  predict.add_argument('--checkpoint', required=True, help='a workdir or an importer checkpoint')
+  predict.add_argument('--input', required=True, help='.npy of model-ready images, or .txt')
+  predict.add_argument('--out', required=True, help='.npy file for the outputs')
+  predict.add_argument('--features', action='store_true', help='the pooled features, not logits')
 
   export = sub.add_parser('export', help="write a workdir's parameters to .npz/.safetensors")
   export.add_argument('--workdir', required=True)
-  export.add_argument('--out', required=True, help='file ending in .npz or .safetensors')
+  export.add_argument(
+      '--out', required=True, help='file ending in .npz or .safetensors (a directory for --format)'
+  )
+  export.add_argument(
+      '--format',
+      choices=('hf', 'timm'),
+      help="write the source library's names and layout (LoRA merged) to the --out directory",
+  )
   export.add_argument(
       '--mode',
       default='merged',
@@ -89,6 +112,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+  from jaxadapt.errors import UserError
+
   argv = sys.argv[1:] if argv is None else list(argv)
   rest, overrides = _split_overrides(argv)
   args = _parser().parse_args(rest)
@@ -160,24 +185,42 @@ def _run(args: argparse.Namespace, overrides: list[str]) -> int:
     from jaxadapt import perf
 
     config = config_lib.load_config(args.config, overrides)
-    rows = perf.run(config, [m.strip() for m in args.methods.split(',') if m.strip()], args.steps)
+    names = [m.strip() for m in args.methods.split(',') if m.strip()] or perf.DEFAULT_ROWS
+    rows = perf.run(config, names, args.steps)
     print(perf.table(rows))
     if args.out:
       with open(args.out, 'w') as f:
         json.dump(rows, f, indent=1)
     return 0
   if args.command == 'bench':
-    from jaxadapt.bench import runlist, runner
+    from jaxadapt.bench import runlist
 
-    path, _, arg = args.suite.partition(':')
-    if runlist.is_runlist(runner.load_module_suite(path, arg)):
-      runlist.run_suite(args.suite, args.out, quick=args.quick)
-    else:
-      runner.run_suite(args.suite, args.out, quick=args.quick)
+    runlist.run_suite(args.suite, args.out, quick=args.quick)
     _print_report(args.out)
     return 0
   if args.command == 'report':
     _print_report(args.results)
+    return 0
+  if args.command == 'inspect':
+    from jaxadapt import importers
+
+    plan = importers.inspect(args.checkpoint)
+    print(f'format: {plan.format} ({plan.family}) from {plan.path}')
+    print(f'model: {plan.model} ' + ' '.join(f'{k}={v}' for k, v in plan.kwargs.items()))
+    print(f'classes: {plan.num_classes or "no head"}')
+    print(importers.core.table(plan))
+    return 0
+  if args.command == 'predict':
+    from jaxadapt import predict
+
+    out = predict.predict(args.checkpoint, args.input, args.out, features=args.features)
+    print(f'wrote {out.shape} {"features" if args.features else "logits"} to {args.out}')
+    return 0
+  if args.command == 'export' and args.format:
+    from jaxadapt.importers import export as export_lib
+
+    written = export_lib.export(args.workdir, args.out, args.format)
+    print(f'wrote {len(written)} tensors in {args.format} layout to {args.out}')
     return 0
   if args.command == 'export':
     from jaxadapt import export
@@ -191,15 +234,11 @@ def _run(args: argparse.Namespace, overrides: list[str]) -> int:
 
 
 def _print_report(results_dir: str) -> None:
-  from jaxadapt.bench import repro_report, report
+  from jaxadapt.bench import reports
 
-  if repro_report.is_repro_results(results_dir):
-    text, plots = repro_report.write_report(results_dir)
-    print(text)
-  else:
-    text, plots = report.write_report(results_dir)
-    print(report.terminal_table(report.load_results(os.path.join(results_dir, 'results.jsonl'))))
-  print(f"report: {os.path.join(results_dir, 'report.md')}\nplots: {', '.join(plots)}")
+  report = reports.write_report(results_dir)
+  print(report.summary)
+  print(f"report: {os.path.join(results_dir, 'report.md')}\nplots: {', '.join(report.plots)}")
 
 
 if __name__ == '__main__':

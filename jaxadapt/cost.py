@@ -7,6 +7,7 @@ and memory; nothing here estimates from shapes.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, Mapping
 
 import jax
@@ -51,8 +52,8 @@ def param_counts(params: Any, trainable: Mapping[str, bool]) -> dict[str, int]:
   """Total and trainable parameter counts."""
   flat = param_tree.flatten(params)
   return {
-      'total_params': sum(int(np.size(v)) for v in flat.values()),
-      'trainable_params': sum(int(np.size(v)) for p, v in flat.items() if trainable[p]),
+      'total_params': sum(param_tree.param_count(v) for v in flat.values()),
+      'trainable_params': sum(param_tree.param_count(v) for p, v in flat.items() if trainable[p]),
   }
 
 
@@ -74,7 +75,20 @@ def run_summary(
 
 
 def write_summary(workdir: epath.Path, summary: dict) -> None:
-  """`summary.json`, written atomically (a crash leaves the old file or the new one)."""
+  """`summary.json`, written atomically (a crash leaves the old file or the new one).
+
+  Always strict JSON: a NaN or infinite value is written as null, never as bare `NaN`.
+  """
   tmp = workdir / 'summary.json.tmp'
-  tmp.write_text(json.dumps(summary, indent=1, sort_keys=True) + '\n')
+  tmp.write_text(json.dumps(_finite(summary), indent=1, sort_keys=True, allow_nan=False) + '\n')
   tmp.replace(workdir / 'summary.json')
+
+
+def _finite(value: Any) -> Any:
+  if isinstance(value, dict):
+    return {k: _finite(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [_finite(v) for v in value]
+  if isinstance(value, (float, np.floating)):
+    return float(value) if math.isfinite(value) else None
+  return value

@@ -15,8 +15,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.seed = 0
 
   c.dataset = ml_collections.ConfigDict()
-  c.dataset.name = 'fashion_mnist'  # local: fashion_mnist, digits; or a TFDS catalog name
+  # local: fashion_mnist, digits, mnist1d, wordnet, text_file; or a TFDS catalog name
+  c.dataset.name = 'fashion_mnist'
   c.dataset.data_dir = ml_collections.FieldReference(None, field_type=str)
+  # Raw files of a local dataset (fashion_mnist, wordnet; text_file: a .csv/.jsonl file
+  # or a directory of <split>.csv/.jsonl files); None = the Debian package's directory.
   c.dataset.source_dir = ml_collections.FieldReference(None, field_type=str)
   c.dataset.train_split = 'train[:55000]'
   c.dataset.val_split = 'train[55000:]'  # held out from train, separate from test
@@ -24,6 +27,13 @@ def base_config() -> ml_collections.ConfigDict:
   c.dataset.classes = ()  # keep only these class ids (remapped to 0..k-1)
   c.dataset.examples_per_class = 0  # k-shot subset of the train split; 0 = all
   c.dataset.subset_seed = 0
+  # Classes with fewer than examples_per_class examples: an error, or (True) all of theirs.
+  c.dataset.keep_small_classes = False
+  # Text datasets: token ids from this tokenizer.json (a file, a model directory or
+  # hf:all-MiniLM-L6-v2), truncated/padded to max_length, tokenised once and cached.
+  c.dataset.tokenizer = ml_collections.FieldReference(None, field_type=str)
+  c.dataset.max_length = 64
+  c.dataset.prepend_words = False  # wordnet: text = 'lemmas: gloss' instead of the gloss
 
   # Preprocessing spec, run on device inside the step (see jaxadapt/data/preprocess.py).
   c.preprocess = ml_collections.ConfigDict()
@@ -33,18 +43,35 @@ def base_config() -> ml_collections.ConfigDict:
   c.model = ml_collections.ConfigDict()
   c.model.name = 'cnn'
   c.model.kwargs = ml_collections.ConfigDict()  # constructor fields, e.g. widths, depth
+  # Compute dtype of the forward pass (float32 | bfloat16); parameters and optimizer state
+  # stay float32 (precision.py).
+  c.model.dtype = 'float32'
 
   # Which parameters train: ('train' | 'frozen') rules; the adaptation method is data.
   c.adapt = ml_collections.ConfigDict()
   c.adapt.method = 'scratch'  # a name for reports; behaviour comes from the fields below
   c.adapt.trainable = (('.*', 'train'),)
+  # Storage of frozen parameters: float32 | bfloat16 | int8 | nf4 (the last two: frozen
+  # kernels quantised in blocks of 64, dequantised in the step); trainable ones stay float32.
+  c.adapt.frozen_dtype = 'float32'
   c.adapt.lora = ml_collections.ConfigDict()
   c.adapt.lora.rules = ()  # (regex, rank) over kernel paths; empty = no LoRA
   c.adapt.lora.alpha = 16.0  # adapters scale by alpha / rank
+  # factored: layer(x) + (x a) b, no kernel gradients; merged: W + a b; auto: factored where
+  # it costs fewer FLOPs (3 r (fan_in + fan_out) < fan_in fan_out), merged elsewhere (lora.py).
+  c.adapt.lora.form = 'auto'
+  c.adapt.dora = ml_collections.ConfigDict()  # DoRA (jaxadapt/dora.py): LoRA + magnitudes
+  c.adapt.dora.rules = ()  # (regex, rank) over kernel paths; empty = no DoRA
+  c.adapt.dora.alpha = 16.0
+  c.adapt.ia3 = ml_collections.ConfigDict()  # IA3 (jaxadapt/ia3.py): rescaled activations
+  c.adapt.ia3.rules = ()  # (regex over kernel paths, 'out' | 'in'); empty = no IA3
   # Linear-probe fast path: backbone features computed once, head fitted on the cache.
-  c.adapt.fast_probe = ''  # '' (off) | 'ridge' (closed form) | 'softmax' (SGD on features)
-  c.adapt.probe_l2 = 1e-3  # ridge regularisation, relative to mean feature energy
-  c.adapt.probe_epochs = 20  # 'softmax' fast path epochs over the cached features
+  c.adapt.fast_probe = ''  # '' (off) | 'ridge' (closed form) | 'softmax' (L-BFGS on features)
+  # Penalties tried; the best on the val split is kept (the first one if there is no val split).
+  # ridge: relative to mean feature energy; softmax: on weights of standardised features.
+  c.adapt.probe_l2 = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+  c.adapt.probe_tol = 1e-5  # 'softmax': L-BFGS stops when the gradient norm is below this
+  c.adapt.probe_max_iter = 1000  # 'softmax': ... or after this many iterations
 
   # Pretrained initialisation (jaxadapt/pretrained.py).
   c.init = ml_collections.ConfigDict()
@@ -80,6 +107,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.optim.schedule = 'cosine'  # cosine | constant | linear
   c.optim.warmup_steps = 0
   c.optim.warmup_fraction = 0.02  # used when warmup_steps is 0
+  # Gradient accumulation: each step runs batch_size / accumulate examples at a time and
+  # averages the gradients (one update, the whole batch's; activation memory of one part).
+  c.optim.accumulate = 1
   c.optim.grad_clip = 0.0  # global-norm clip over trainable params; 0 = off
   # (regex, value) rules over parameter paths, first match wins (path_rules.py).
   c.optim.lr_rules = (('.*', 1.0),)  # learning-rate multipliers

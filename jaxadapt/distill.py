@@ -18,7 +18,7 @@ import ml_collections
 import numpy as np
 from etils import epath
 
-from jaxadapt import checkpoint, data, lora, models, sharding, step as step_lib
+from jaxadapt import adapters, checkpoint, data, models, sharding, step as step_lib
 from jaxadapt.errors import UserError
 
 LOSSES = ('kl', 'fm', 'mse')
@@ -109,7 +109,7 @@ def load_teachers(distill: ml_collections.ConfigDict, num_classes: int) -> list[
       )
     cfg = json.loads(config_path.read_text())
     params = checkpoint.restore_params(wd)
-    params = lora.merge(params, cfg.get('adapt', {}).get('lora', {}).get('alpha', 1.0))
+    params = adapters.merge_all(params, cfg.get('adapt', {}))
     classes = params['head']['kernel'].shape[-1]
     if classes != num_classes:
       raise DistillError(
@@ -164,10 +164,12 @@ def cache_logits(
       return teachers[0].forward(params[0], x)
     return jnp.log(teacher_probs([t.forward(p, x) for t, p in zip(teachers, params)], 1.0))
 
-  out = []
+  out, indices = [], []
   params = [t.params for t in teachers]
   for batch in data.eval_batches(arrays, batch_size, jax.process_index(), jax.process_count()):
+    real = batch['mask'] > 0
+    indices.append(batch['index'][real])
     g = sharding.global_batch(batch, mesh)
-    z = np.asarray(jax.device_get(logits(params, g['image'])))
-    out.append(z[np.asarray(batch['mask']) > 0])
-  return np.concatenate(out).astype(np.float32)
+    z = np.asarray(jax.device_get(logits(params, step_lib.model_input(g))))
+    out.append(z[real])
+  return data.in_input_order(out, indices, len(arrays['label'])).astype(np.float32)

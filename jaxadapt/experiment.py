@@ -14,8 +14,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jaxadapt import data, lora, models, optim, param_tree, pretrained, sharding
+from jaxadapt import data, dora, ia3, lora, models, optim, param_tree, precision, pretrained
+from jaxadapt import sharding
 from jaxadapt import step as step_lib
+from jaxadapt.config import ConfigError
 
 
 @dataclasses.dataclass
@@ -50,10 +52,25 @@ def build(
     config: ml_collections.ConfigDict, mesh, info: dict, total_steps: int, log=lambda *a: None
 ) -> Experiment:
   """Model, initial parameters (fresh > pretrained > LoRA > adapters), rules and optimizer."""
+  check_accumulate(config.batch_size, config.optim.accumulate, mesh)
   model = models.build_model(
       config.model.name, info['num_classes'], **config.model.kwargs.to_dict()
   )
-  forward = step_lib.make_forward(model, config.adapt.lora.alpha)
+  if 'pad_id' in info and getattr(model, 'pad_id', info['pad_id']) != info['pad_id']:
+    # The model masks `ids == pad_id`: another id would attend to padding, silently.
+    raise models.ModelError(
+        f"dataset.tokenizer pads with id {info['pad_id']} but the model masks id "
+        f"{model.pad_id}: set --config.model.kwargs.pad_id={info['pad_id']}"
+    )
+  compute_dtype = precision.parse(config.model.dtype, 'model.dtype')
+  precision.check_frozen_storage(config.adapt.frozen_dtype)
+  forward = step_lib.make_forward(
+      model,
+      config.adapt.lora.alpha,
+      compute_dtype,
+      config.adapt.lora.form,
+      dora_alpha=config.adapt.dora.alpha,
+  )
   preprocess_train = data.make_preprocess(config.preprocess.train)
   preprocess_eval = data.make_preprocess(config.preprocess.eval)
   input_shape = data.output_shape(config.preprocess.train, info['image_shape'])
@@ -73,6 +90,10 @@ def build(
     )
   if config.adapt.lora.rules:
     params = lora.add_adapters(params, config.adapt.lora.rules, jax.random.key(config.seed + 1))
+  if config.adapt.dora.rules:
+    params = dora.add_adapters(params, config.adapt.dora.rules, jax.random.key(config.seed + 2))
+  if config.adapt.ia3.rules:
+    params = ia3.add_scales(params, config.adapt.ia3.rules)
   if config.init.adapters:
     params = pretrained.overlay(params, config.init.adapters)
     log(f'init: adapters and head from {config.init.adapters}')
@@ -80,6 +101,9 @@ def build(
   params, specs, shapes = sharding.shard_params(params, config.mesh.param_rules, mesh)
   flat = param_tree.flatten(params)
   trainable = optim.trainable_mask(config.adapt.trainable, list(flat))
+  if config.adapt.frozen_dtype != 'float32':
+    flat = precision.store_frozen(flat, trainable, config.adapt.frozen_dtype)
+    params = param_tree.unflatten(flat)
   groups = optim.param_groups(config.optim, flat, trainable)
   table = param_tree.summary_table(
       flat,
@@ -102,3 +126,13 @@ def build(
       specs=specs,
       shapes=shapes,
   )
+
+
+def check_accumulate(batch_size: int, accumulate: int, mesh) -> None:
+  """`optim.accumulate` must split the batch into equal micro-batches that the devices split."""
+  if accumulate < 1 or batch_size % accumulate:
+    raise ConfigError(
+        f'optim.accumulate={accumulate} must be >= 1 and divide batch_size={batch_size}; '
+        f'e.g. optim.accumulate=2 with batch_size={2 * max(batch_size // 2, 1)}'
+    )
+  sharding.check_batch_size(batch_size // accumulate, mesh, 'batch_size / optim.accumulate')

@@ -1,7 +1,8 @@
 """Export a trained workdir's parameters as flat `.npz` / `.safetensors` files.
 
-Modes: `full` (every leaf as trained, adapters included), `merged` (LoRA
-folded into the base kernels: a plain model that needs no jaxadapt LoRA code),
+Modes: `full` (every leaf as trained, adapters included), `merged` (LoRA, DoRA and IA3
+folded into the base kernels: a plain model that needs no jaxadapt adapter code; refused
+for prompt tuning),
 `adapters` (only the trainable leaves: LoRA adapters, the head, biases, ...;
 load them on top of the base checkpoint with `init.adapters`).
 """
@@ -13,7 +14,7 @@ import json
 import numpy as np
 from etils import epath
 
-from jaxadapt import checkpoint, lora, param_tree
+from jaxadapt import adapters, checkpoint, param_tree, quant
 from jaxadapt.errors import UserError
 
 
@@ -33,12 +34,19 @@ def export(workdir: str, out: str, mode: str = 'merged') -> dict[str, np.ndarray
   if not config_path.exists():
     raise ExportError(f'{workdir} has no config.json: is it a jaxadapt workdir?')
   config = json.loads(config_path.read_text())
+  trainable = _trainable_paths(wd) if mode == 'adapters' else None
   params = checkpoint.restore_params(wd)
+  storage = config.get('adapt', {}).get('frozen_dtype', 'float32')
+  if storage in quant.QTYPES:  # QLoRA run: frozen kernels back to float32 first
+    shapes = {p: row['shape'] for p, row in json.loads((wd / 'params.json').read_text()).items()}
+    params = param_tree.unflatten(
+        quant.dequantize_restored(param_tree.flatten(params), shapes, storage)
+    )
   if mode == 'merged':
-    params = lora.merge(params, config.get('adapt', {}).get('lora', {}).get('alpha', 1.0))
+    adapters.check_mergeable(params, 'export --mode merged')
+    params = adapters.merge_all(params, config.get('adapt', {}))
   flat = {k: np.asarray(v) for k, v in param_tree.flatten(params).items()}
   if mode == 'adapters':
-    trainable = _trainable_paths(wd)
     flat = {k: v for k, v in flat.items() if k in trainable}
   save_flat(flat, out)
   return flat
@@ -61,6 +69,20 @@ def save_flat(flat: dict[str, np.ndarray], out: str) -> None:
 
 
 def _trainable_paths(wd: epath.Path) -> set[str]:
-  """The trainable paths the trainer recorded in the workdir's params.json."""
-  table = json.loads((wd / 'params.json').read_text())
-  return {path for path, row in table.items() if row['trainable']}
+  """The trainable paths the trainer recorded in params.json; an error if nothing was frozen.
+
+  Adapters are what a parameter-efficient run (LoRA, BitFit, a probe) adds to its frozen
+  base; a run that trained every parameter has none, and its "adapters" would be the
+  whole model, which `--mode full` writes under its true name.
+  """
+  path = wd / 'params.json'
+  if not path.exists():
+    raise ExportError(f'{wd} has no params.json: is it a finished jaxadapt run?')
+  table = json.loads(path.read_text())
+  trainable = {p for p, row in table.items() if row['trainable']}
+  if len(trainable) == len(table):
+    raise ExportError(
+        f'{wd} trained every parameter (no LoRA or other frozen base), so it has no adapters; '
+        f'use --mode full (or merged) to export the whole model'
+    )
+  return trainable

@@ -16,6 +16,7 @@ import optax
 
 from jaxadapt import path_rules, param_tree
 from jaxadapt.config import ConfigError
+from jaxadapt.models.common import is_constant
 
 FROZEN = 'frozen'
 
@@ -48,7 +49,8 @@ def trainable_mask(trainable_rules: path_rules.Rules, paths: list[str]) -> dict[
     raise path_rules.RuleError(
         f"adapt.trainable: values must be 'train' or 'frozen', got {sorted(map(str, bad))}"
     )
-  return {p: v == 'train' for p, v in labels.items()}
+  # Model constants (frozen BatchNorm statistics) never train, whatever the rules say.
+  return {p: v == 'train' and not is_constant(p) for p, v in labels.items()}
 
 
 def param_groups(

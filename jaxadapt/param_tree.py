@@ -7,6 +7,9 @@ from typing import Any, Mapping
 import numpy as np
 from flax import traverse_util
 
+# Top-level subtrees that hold adapters (lora.py, dora.py, ia3.py), never base weights.
+ADAPTER_TREES = ('lora', 'dora', 'ia3')
+
 
 def flatten(tree: Mapping) -> dict[str, Any]:
   """Nested param dict -> {'a/b/c': leaf}."""

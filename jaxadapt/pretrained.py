@@ -1,8 +1,9 @@
 """Pretrained initialisation: merge a checkpoint's parameters into a fresh init.
 
 Sources: a jaxadapt workdir or Orbax checkpoint directory, a `.npz` of flat
-`a/b/c` keys (big_vision / vision_transformer style) or a `.safetensors`
-file. `name_map` rules `(regex, replacement)` rename checkpoint keys into our
+`a/b/c` keys or a `.safetensors` file in jaxadapt's names and layouts, or another
+library's checkpoint through an importer (`hf:`, `timm:`, `big_vision:`, `bit:`, or
+detected from the files: jaxadapt/importers/), which maps names and layouts itself. `name_map` rules `(regex, replacement)` rename checkpoint keys into our
 paths (first match wins, `re.sub` syntax; unmatched keys keep their name).
 `dont_load` regexes keep the fresh init (e.g. a new head). Anything else that
 is missing or has the wrong shape is an error naming the parameter, except
@@ -18,7 +19,7 @@ import jax
 import numpy as np
 from etils import epath
 
-from jaxadapt import checkpoint, path_rules, param_tree
+from jaxadapt import checkpoint, importers, param_tree, path_rules
 from jaxadapt.errors import UserError
 
 
@@ -26,24 +27,45 @@ class PretrainedError(UserError):
   """The checkpoint does not fit the model; the message names the parameter."""
 
 
-def read_flat(path: str) -> dict[str, np.ndarray]:
-  """Reads any supported checkpoint into {'a/b/c': numpy array}."""
+def read_flat(path: str, what: str = 'init.checkpoint') -> dict[str, np.ndarray]:
+  """Reads any supported checkpoint into {'a/b/c': numpy array}; `what` names the config key."""
   p = epath.Path(path)
   if not p.exists():
+    if what == 'init.adapters':
+      raise PretrainedError(
+          f'init.adapters not found: {path}; write it with `jaxadapt export --workdir '
+          f'<lora run> --out {path} --mode adapters` or fix the path'
+      )
     raise PretrainedError(
-        f'init.checkpoint not found: {path}; train the upstream model first '
+        f'{what} not found: {path}; train the upstream model first '
         f'(e.g. jaxadapt train --config configs/fashion_mnist/pretrain.py '
         f'--workdir {path}) or point checkpoint= at a .npz/.safetensors file'
     )
-  if p.suffix == '.npz':
-    with p.open('rb') as f, np.load(f) as z:
-      return {k: np.asarray(z[k]) for k in z.files}
-  if p.suffix == '.safetensors':
-    from safetensors.numpy import load
-
-    return dict(load(p.read_bytes()))
+  if p.suffix in ('.npz', '.safetensors'):
+    try:
+      return _read_tensor_file(p)
+    except Exception as e:  # pylint: disable=broad-except (numpy/zipfile/safetensors differ)
+      raise PretrainedError(
+          f'{what}={path} is not a readable {p.suffix} file of named arrays '
+          f'({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""}); '
+          f'write it with `jaxadapt export` or numpy.savez / safetensors.numpy.save_file'
+      ) from None
+  if not p.is_dir():
+    raise PretrainedError(
+        f'{what}={path} is not a checkpoint: use a jaxadapt workdir, an Orbax checkpoint '
+        f'directory, a .npz or a .safetensors file'
+    )
   params = checkpoint.restore_params(p)
   return {k: np.asarray(v) for k, v in param_tree.flatten(params).items()}
+
+
+def _read_tensor_file(p: epath.Path) -> dict[str, np.ndarray]:
+  if p.suffix == '.npz':
+    with p.open('rb') as f, np.load(f, allow_pickle=False) as z:
+      return {k: np.asarray(z[k]) for k in z.files}
+  from safetensors.numpy import load
+
+  return dict(load(p.read_bytes()))
 
 
 def rename(flat: Mapping[str, np.ndarray], name_map: Sequence[tuple[str, str]]) -> dict:
@@ -64,9 +86,20 @@ def load_into(
 ) -> tuple[Any, dict[str, list[str]]]:
   """Returns (params, report): `fresh` with every loadable leaf replaced from `path`.
 
-  The report lists 'loaded', 'kept' (dont_load) and 'unused' checkpoint keys.
+  The report lists 'loaded', 'kept' (dont_load) and 'unused' checkpoint keys, and
+  'format' ('jaxadapt' or the importer's).
   """
-  source = rename(read_flat(path), name_map)
+  spec = importers.parse(path)
+  plan = None
+  if spec is None:
+    source = rename(read_flat(path), name_map)
+  else:
+    if name_map:
+      raise PretrainedError(
+          f'init.name_map renames jaxadapt-layout files only; {path} is read by the '
+          f"'{spec.format}' importer, which maps every name itself: remove init.name_map"
+      )
+    plan, source = importers.load(path)
   target = param_tree.flatten(fresh)
   skip = (
       path_rules.match(
@@ -79,7 +112,8 @@ def load_into(
       if dont_load
       else {}
   )
-  out, report = {}, {'loaded': [], 'kept': [], 'unused': []}
+  out = {}
+  report = {'loaded': [], 'kept': [], 'unused': [], 'format': spec.format if spec else 'jaxadapt'}
   for name, leaf in target.items():
     if skip.get(name):
       out[name] = leaf
@@ -87,6 +121,13 @@ def load_into(
       continue
     if name not in source:
       close = path_rules.nearby(name, list(source), n=3)
+      if plan is not None:
+        raise PretrainedError(
+            f"parameter '{name}' is not in {path}, a {plan.model} checkpoint "
+            f'({_kwargs_text(plan.kwargs)}): build that model by passing the checkpoint as '
+            f"the config argument (e.g. file.py:checkpoint={path}), or add '{name}' to "
+            f'init.dont_load'
+        )
       raise PretrainedError(
           f"parameter '{name}' is not in checkpoint {path} "
           f"(closest keys: {', '.join(close)}); add it to init.dont_load "
@@ -99,13 +140,42 @@ def load_into(
       else:
         raise PretrainedError(
             f"parameter '{name}' has shape {tuple(value.shape)} in the "
-            f'checkpoint but {tuple(leaf.shape)} in the model; add it to '
-            f'init.dont_load to re-initialise it'
+            f'checkpoint but {tuple(leaf.shape)} in the model; '
+            + (
+                layout_hint(value.shape, leaf.shape)
+                or 'add it to init.dont_load to re-initialise it'
+            )
         )
     out[name] = jax.device_put(value.astype(leaf.dtype), leaf.sharding)
     report['loaded'].append(name)
   report['unused'] = sorted(set(source) - set(report['loaded']))
   return param_tree.unflatten(out), report
+
+
+def layout_hint(got: tuple[int, ...], want: tuple[int, ...]) -> str:
+  """Which transform a tensor in another library's layout needs, from its shape; '' if none."""
+  got, want = tuple(got), tuple(want)
+  if len(got) == 2 and got == want[::-1]:
+    return (
+        'it is a torch Linear weight (out, in) that needs a transpose to (in, out), and so '
+        'does every Linear weight of this file, square ones included: load the checkpoint '
+        'through its importer (hf:<dir> or timm:<file>), which transposes them all'
+    )
+  if len(got) == 4 and got == (want[3], want[2], want[0], want[1]):
+    return (
+        'it is a torch Conv weight (out, in, h, w) that needs OIHW -> HWIO: load the '
+        'checkpoint through its importer (timm:<file> or hf:<dir>)'
+    )
+  if len(got) == 3 and len(want) == 2 and got[0] == want[0] and got[1] * got[2] == want[1]:
+    return (
+        'it is a flax attention kernel [D, heads, head_dim] that needs a reshape: load it '
+        'with big_vision:<file.npz>'
+    )
+  return ''
+
+
+def _kwargs_text(kwargs: Mapping[str, Any]) -> str:
+  return ', '.join(f'{k}={v}' for k, v in kwargs.items())
 
 
 def resize_posemb(posemb: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -133,7 +203,7 @@ def overlay(params: Any, path: str) -> Any:
   Unlike `load_into`, every tensor in the file must land somewhere: an adapter
   that matches no parameter means the wrong base model or LoRA rules.
   """
-  source = read_flat(path)
+  source = read_flat(path, 'init.adapters')
   target = param_tree.flatten(params)
   for name, value in source.items():
     if name not in target:

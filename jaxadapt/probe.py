@@ -1,26 +1,34 @@
-"""Linear probe on cached features: run the frozen backbone once, fit the head fast.
+"""Linear probe on cached features: run the frozen backbone once, fit the head to convergence.
 
-Two fits: 'ridge', the closed-form least squares onto one-hot targets that
-big_vision's few-shot evaluator uses (seconds, no hyper-parameters but the
-ridge strength), and 'softmax', logistic regression by Adam over the cached
-features (what the epoch-loop probe optimises, without re-running the
-backbone every step). Both return an ordinary `head` ({'kernel', 'bias'}), so
-the result is a normal checkpoint.
+Two fits, both solved to convergence whatever the data size (no epoch budget to under-fit
+small data or over-spend on large data):
+
+  'ridge'    closed-form least squares onto one-hot targets, as big_vision's few-shot
+             evaluator does; one eigendecomposition serves every penalty, so sweeping it
+             costs nothing;
+  'softmax'  L2-regularised logistic regression (the loss the epoch-loop probe optimises)
+             by full-batch L-BFGS (optax.lbfgs) until the gradient norm is below `tol`.
+
+`select_head` fits every penalty of a grid and keeps the one with the best accuracy on a
+validation split. Every fit returns an ordinary `head` ({'kernel', 'bias'}), so the result
+is a normal checkpoint.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxadapt import data, sharding
+from jaxadapt import data, evaluate, sharding
 from jaxadapt.config import ConfigError
+from jaxadapt.step import model_input
 
 KINDS = ('ridge', 'softmax')
+Head = dict[str, np.ndarray]
 
 
 def extract_features(
@@ -32,28 +40,14 @@ def extract_features(
   def features(params, images):
     return forward(params, preprocess(images, jax.random.key(0), False), features_only=True)
 
-  chunks = []
+  chunks, indices = [], []
   for batch in data.eval_batches(arrays, batch_size, jax.process_index(), jax.process_count()):
+    real = batch['mask'] > 0
+    indices.append(batch['index'][real])
     batch = sharding.global_batch(batch, mesh)
-    out = np.asarray(jax.device_get(features(params, batch['image'])))
-    chunks.append(out[np.asarray(jax.device_get(batch['mask'])) > 0])
-  return np.concatenate(chunks).astype(np.float32)
-
-
-def fit_head(
-    kind: str,
-    feats: np.ndarray,
-    labels: np.ndarray,
-    num_classes: int,
-    *,
-    l2: float = 1e-3,
-    epochs: int = 20,
-    seed: int = 0,
-) -> dict[str, np.ndarray]:
-  check_kind(kind)
-  if kind == 'ridge':
-    return fit_ridge(feats, labels, num_classes, l2)
-  return fit_softmax(feats, labels, num_classes, epochs=epochs, seed=seed)
+    out = np.asarray(jax.device_get(features(params, model_input(batch))))
+    chunks.append(out[real])
+  return data.in_input_order(chunks, indices, len(arrays['label'])).astype(np.float32)
 
 
 def check_kind(kind: str) -> None:
@@ -62,65 +56,120 @@ def check_kind(kind: str) -> None:
     raise ConfigError(f"unknown adapt.fast_probe '{kind}'; choose ridge or softmax (or '' for off)")
 
 
-def fit_ridge(
-    feats: np.ndarray, labels: np.ndarray, num_classes: int, l2: float = 1e-3
-) -> dict[str, np.ndarray]:
+def check_penalties(l2s: Sequence[float]) -> tuple[float, ...]:
+  """`adapt.probe_l2` as floats: at least one, every one positive."""
+  l2s = tuple(float(v) for v in l2s)
+  if not l2s or min(l2s) <= 0:
+    raise ConfigError(
+        f'adapt.probe_l2={l2s} must list one or more positive penalties, e.g. (1e-3, 1e-2)'
+    )
+  return l2s
+
+
+def fit_heads(
+    kind: str,
+    feats: np.ndarray,
+    labels: np.ndarray,
+    num_classes: int,
+    l2s: Sequence[float],
+    *,
+    tol: float = 1e-5,
+    max_iter: int = 1000,
+) -> list[Head]:
+  """One head per penalty in `l2s` (same order)."""
+  check_kind(kind)
+  if kind == 'ridge':
+    return fit_ridge_path(feats, labels, num_classes, l2s)
+  return [fit_softmax(feats, labels, num_classes, l2, tol=tol, max_iter=max_iter) for l2 in l2s]
+
+
+def select_head(
+    heads: Sequence[Head], l2s: Sequence[float], val_feats: np.ndarray, val_labels: np.ndarray
+) -> tuple[int, list[float]]:
+  """Index of the head with the best validation accuracy (ties: the larger penalty, the
+  simpler model), and every head's validation accuracy."""
+  scores = [score(val_feats, val_labels, h)['accuracy'] for h in heads]
+  best = max(range(len(heads)), key=lambda i: (scores[i], l2s[i]))
+  return best, scores
+
+
+def fit_ridge(feats: np.ndarray, labels: np.ndarray, num_classes: int, l2: float = 1e-3) -> Head:
   """argmin_W |Xc W - Yc|^2 + lam |W|^2 with centred X, Y; lam = l2 * mean feature energy."""
+  return fit_ridge_path(feats, labels, num_classes, (l2,))[0]
+
+
+def fit_ridge_path(
+    feats: np.ndarray, labels: np.ndarray, num_classes: int, l2s: Sequence[float]
+) -> list[Head]:
+  """`fit_ridge` at every penalty from one eigendecomposition of the Gram matrix."""
   x = feats.astype(np.float64)
   y = np.eye(num_classes)[labels]
   mu_x, mu_y = x.mean(0), y.mean(0)
   xc, yc = x - mu_x, y - mu_y
   gram = xc.T @ xc
-  lam = l2 * np.trace(gram) / gram.shape[0]
-  w = np.linalg.solve(gram + lam * np.eye(gram.shape[0]), xc.T @ yc)
-  return {'kernel': w.astype(np.float32), 'bias': (mu_y - mu_x @ w).astype(np.float32)}
+  evals, evecs = np.linalg.eigh(gram)
+  proj = evecs.T @ (xc.T @ yc)  # targets in the eigenbasis
+  energy = np.trace(gram) / gram.shape[0]
+  heads = []
+  for l2 in l2s:
+    w = evecs @ (proj / (np.maximum(evals, 0.0) + l2 * energy)[:, None])
+    heads.append({'kernel': w.astype(np.float32), 'bias': (mu_y - mu_x @ w).astype(np.float32)})
+  return heads
 
 
 def fit_softmax(
     feats: np.ndarray,
     labels: np.ndarray,
     num_classes: int,
+    l2: float = 1e-3,
     *,
-    epochs: int = 20,
-    batch_size: int = 256,
-    lr: float = 1e-2,
-    seed: int = 0,
-) -> dict[str, np.ndarray]:
-  """Logistic regression by Adam on standardised features (folded back into the head)."""
+    tol: float = 1e-5,
+    max_iter: int = 1000,
+) -> Head:
+  """argmin mean cross-entropy + l2/2 |W|^2 on standardised features, by L-BFGS to `tol`.
+
+  The penalty is on the weights of standardised features (not the bias), then folded back
+  into a head that reads raw features.
+  """
   mu, sd = feats.mean(0), feats.std(0) + 1e-6
-  x = jnp.asarray((feats - mu) / sd)
+  x = jnp.asarray((feats - mu) / sd, jnp.float32)
   y = jnp.asarray(labels)
-  n = (len(x) // batch_size) * batch_size or len(x)
-  bs = min(batch_size, len(x))
-  steps = epochs * (n // bs)
-  tx = optax.adam(optax.cosine_decay_schedule(lr, steps))
-  params = {'kernel': jnp.zeros((x.shape[1], num_classes)), 'bias': jnp.zeros(num_classes)}
-
-  def loss_fn(p, xb, yb):
-    return optax.softmax_cross_entropy_with_integer_labels(xb @ p['kernel'] + p['bias'], yb).mean()
-
-  @jax.jit
-  def epoch(carry, key):
-    perm = jax.random.permutation(key, len(x))[:n].reshape(-1, bs)
-
-    def step(carry, idx):
-      p, s = carry
-      g = jax.grad(loss_fn)(p, x[idx], y[idx])
-      u, s = tx.update(g, s, p)
-      return (optax.apply_updates(p, u), s), None
-
-    return jax.lax.scan(step, carry, perm)[0]
-
-  carry = (params, tx.init(params))
-  for key in jax.random.split(jax.random.key(seed), epochs):
-    carry = epoch(carry, key)
-  w = np.asarray(carry[0]['kernel']) / sd[:, None]
+  w, b = _lbfgs_softmax(x, y, num_classes, jnp.float32(l2), tol, max_iter)
+  w = np.asarray(w, np.float64) / sd[:, None]
   return {
       'kernel': w.astype(np.float32),
-      'bias': (np.asarray(carry[0]['bias']) - mu @ w).astype(np.float32),
+      'bias': (np.asarray(b, np.float64) - mu @ w).astype(np.float32),
   }
 
 
+@jax.jit(static_argnums=(2, 4, 5))
+def _lbfgs_softmax(x, y, num_classes: int, l2, tol: float, max_iter: int):
+  def loss_fn(p):
+    logits = x @ p['kernel'] + p['bias']
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+    return ce + 0.5 * l2 * jnp.sum(p['kernel'] ** 2)
+
+  params = {'kernel': jnp.zeros((x.shape[1], num_classes)), 'bias': jnp.zeros(num_classes)}
+  opt = optax.lbfgs()
+  value_and_grad = optax.value_and_grad_from_state(loss_fn)
+
+  def step(carry):
+    p, state, _ = carry
+    value, grad = value_and_grad(p, state=state)
+    updates, state = opt.update(grad, state, p, value=value, grad=grad, value_fn=loss_fn)
+    return optax.apply_updates(p, updates), state, optax.tree.norm(grad)
+
+  def going(carry):
+    _, state, grad_norm = carry
+    return (optax.tree.get(state, 'count') < max_iter) & (grad_norm > tol)
+
+  p, _, _ = jax.lax.while_loop(going, step, (params, opt.init(params), jnp.inf))
+  return p['kernel'], p['bias']
+
+
 def score(feats: np.ndarray, labels: np.ndarray, head: dict) -> dict[str, float]:
+  """Accuracy and the macro (class-balanced) scores of `head` on cached features."""
   logits = feats @ np.asarray(head['kernel']) + np.asarray(head['bias'])
-  return {'accuracy': float(np.mean(logits.argmax(-1) == labels))}
+  preds = logits.argmax(-1)
+  confusion = evaluate.confusion_matrix(labels, preds, logits.shape[-1])
+  return {'accuracy': float(np.mean(preds == labels)), **evaluate.macro_scores(confusion)}

@@ -1,15 +1,16 @@
 """The trainer: one function that runs every method, readable top to bottom.
 
-Sections: workdir checks, mesh, input, model and parameters, rules and
-optimizer, checkpoint (resume > fresh), compiled steps, loop. The method
-(scratch, probe, fine-tune, ...) is data in the config, never a code path.
+Sections: config checks, mesh, input, model and parameters, rules and
+optimizer, workdir (lock, then record), checkpoint (resume > fresh), compiled
+steps, loop. The method (scratch, probe, fine-tune, ...) is data in the config,
+never a code path. Nothing is written to the workdir until every input check
+has passed and the checkpoint to resume from has been read.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-import signal
 import sys
 import time
 from typing import Any
@@ -20,7 +21,8 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from jaxadapt import checkpoint, cost, data, distill, evaluate, experiment, sharding
+from jaxadapt import checkpoint, cost, data, distill, divergence, evaluate, experiment
+from jaxadapt import preemption, sharding, validate, workdir_lock
 from jaxadapt import step as step_lib, workdir as workdir_lib
 from jaxadapt.metrics import MetricWriter
 
@@ -31,8 +33,17 @@ def train(
   """Trains (or resumes) the run in `workdir`; returns the final eval metrics."""
   if config.adapt.fast_probe:
     raise ValueError('adapt.fast_probe is set: run jaxadapt.fast_probe.run, not train()')
-  log = (lambda *a: None) if quiet or jax.process_index() else (lambda *a: print(*a, flush=True))
+  validate.validate(config)
   workdir = checkpoint.absolute(workdir)
+  lock = workdir_lock.WorkdirLock(workdir)
+  try:
+    return _train(config, workdir, lock, quiet)
+  finally:
+    lock.release()
+
+
+def _train(config, workdir, lock: workdir_lock.WorkdirLock, quiet: bool) -> dict[str, Any]:
+  log = (lambda *a: None) if quiet or jax.process_index() else (lambda *a: print(*a, flush=True))
 
   # ---------------------------------------------------------------- mesh
   mesh = sharding.make_mesh(config.mesh)
@@ -86,21 +97,21 @@ def train(
       aux = None
       log(f"distill: cached teacher logits for {len(train_arrays['label'])} examples")
 
-  # ------------------------------------------------------------ workdir
+  # ----------------------- workdir: lock, resume > fresh init, then record
   workdir_lib.prepare(workdir)
-  workdir_lib.record_run(workdir, config, exp, log)
-  log(exp.table.splitlines()[-1].replace('TOTAL', 'params:', 1))
-
-  # ------------------------------------- checkpoint: resume > fresh init
+  lock.acquire()  # one run per workdir; released by train() however this ends
   replicated = sharding.replicated(mesh)
   init_state = lambda p: step_lib.init_state(p, exp.tx)
   state_shardings = exp.shardings(jax.eval_shape(init_state, exp.params), mesh)
   state = jax.jit(init_state, out_shardings=state_shardings)(exp.params)
   ckpt = checkpoint.Checkpointer(workdir, config.ckpt_every, config.keep_ckpts)
-  start = ckpt.latest_step()
+  changes = workdir_lib.config_changes(workdir, config)
+  # A checkpoint of another model or optimizer is refused here, before anything is recorded.
+  state, start = ckpt.restore_newest(state, workdir_lib.mismatch_hint(workdir, changes))
   if start is not None:
-    state = ckpt.restore(state, start)
     log(f'resumed from step {start} in {ckpt.directory}')
+  workdir_lib.record_run(workdir, config, exp, start, changes)
+  log(exp.table.splitlines()[-1].replace('TOTAL', 'params:', 1))
   start = int(start or 0)
 
   # -------------------------------------------------------- compiled steps
@@ -114,6 +125,7 @@ def train(
           exp.schedule,
           objective,
           mix,
+          config.optim.accumulate,
       ),
       in_shardings=(state_shardings, sharding.batch_sharding(mesh), replicated),
       out_shardings=(state_shardings, replicated),
@@ -121,7 +133,8 @@ def train(
   )
   # Compile ahead of time: the same executable runs the loop and reports its FLOPs.
   train_step = train_step.lower(state, sharding.global_batch(source.batch(0), mesh), aux).compile()
-  step_flops = cost.compiled_flops(train_step)
+  # XLA's cost analysis counts a loop body once: with accumulation, once per micro-batch.
+  step_flops = cost.compiled_flops(train_step) * config.optim.accumulate
   eval_step = jax.jit(
       step_lib.make_eval_step(exp.forward, exp.preprocess_eval),
       in_shardings=(state_shardings.params, sharding.batch_sharding(mesh)),
@@ -133,10 +146,12 @@ def train(
   )
 
   # ------------------------------------------------------------------ loop
-  writer = MetricWriter(workdir)
-  stop = _StopOnSignal()
+  writer = MetricWriter(workdir, keep_through=start)  # a resume rewrites what came after
+  stop = preemption.StopRequest()
   final: dict[str, Any] = {}
   pending: list[dict] = []
+  checked = 0  # pending[:checked] are known finite
+  interrupted = False
   bar = tqdm(
       total=total_steps,
       initial=start,
@@ -155,22 +170,31 @@ def train(
       steps_timed += 1
       bar.update(1)
       is_last = step == total_steps
-      if step % config.log_every == 0 or is_last:
+      stopping = stop.requested(step) and not is_last  # every step: processes must agree
+      logging_now = step % config.log_every == 0 or is_last
+      evaluating = step % eval_every == 0 or is_last
+      if logging_now or evaluating or stopping or ckpt.due(step, force=is_last):
+        # Before anything reads or saves this state: a NaN model is never checkpointed.
+        first = step - len(pending) + 1
+        divergence.check(pending[checked:], first + checked, ckpt, config.optim.lr)
+        checked = len(pending)
+      if logging_now:
         means = {
             f'train/{k}': float(np.mean(v))
             for k, v in jax.device_get(jax.tree.map(lambda *xs: jnp.stack(xs), *pending)).items()
         }
         means['train/steps_per_sec'] = steps_timed / (time.perf_counter() - t0)
-        pending, t0, steps_timed = [], time.perf_counter(), 0
+        pending, checked, t0, steps_timed = [], 0, time.perf_counter(), 0
         bar.set_postfix(loss=f"{means['train/loss']:.4f}", acc=f"{means['train/accuracy']:.3f}")
         writer.write(step, means)
-      if step % eval_every == 0 or is_last:
+      if evaluating:
         final = run_eval(state.params)
         writer.write(step, final)
         if not bar.disable:
           bar.write(f'step {step}: ' + ' '.join(f'{k}={v:.4f}' for k, v in final.items()))
       ckpt.maybe_save(step, state, force=is_last)
-      if stop.requested and not is_last:
+      if stopping:
+        interrupted = True
         ckpt.maybe_save(step, state, force=True)
         if jax.process_index() == 0:  # even with --quiet: the user must know how to continue
           print(
@@ -192,7 +216,7 @@ def train(
     ckpt.close()
     writer.close()
     stop.restore()
-  if jax.process_index() == 0 and not stop.requested:
+  if jax.process_index() == 0 and not interrupted:
     summary = cost.run_summary(
         config,
         steps=total_steps,
@@ -219,25 +243,3 @@ def _check_cacheable(config) -> None:
         f'distill.cache_logits needs un-augmented data but {why}; '
         f'remove them or set distill.cache_logits=False'
     )
-
-
-class _StopOnSignal:
-  """Turns SIGTERM/SIGINT into a flag so the loop can checkpoint and exit cleanly."""
-
-  def __init__(self):
-    self.requested = False
-    self._old = {}
-    for sig in (signal.SIGTERM, signal.SIGINT):
-      try:
-        self._old[sig] = signal.signal(sig, self._handle)
-      except ValueError:  # Not the main thread: leave signals alone.
-        pass
-
-  def _handle(self, signum, frame):
-    if self.requested and signum == signal.SIGINT:
-      raise KeyboardInterrupt  # A second Ctrl-C means stop now.
-    self.requested = True
-
-  def restore(self):
-    for sig, handler in self._old.items():
-      signal.signal(sig, handler)

@@ -17,6 +17,7 @@ atexit.register(shutil.rmtree, _cache, True)
 os.environ['JAXADAPT_XLA_CACHE'] = _cache
 
 import jax  # noqa: E402  (after XLA_FLAGS, on purpose)
+import pytest  # noqa: E402
 
 from jaxadapt import host  # noqa: E402
 
@@ -25,3 +26,9 @@ host.keep_freed_memory()  # as the CLI does: XLA's per-step buffers reuse the sa
 jax.config.update('jax_compilation_cache_dir', _cache)
 jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
 jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
+
+
+@pytest.fixture(scope='session')
+def mnist1d_data_dir(tmp_path_factory):
+  """A TFDS data_dir of the session's own, where MNIST-1D is generated once."""
+  return str(tmp_path_factory.mktemp('mnist1d_tfds'))

@@ -1,8 +1,15 @@
-"""Training runs shared across test files: each is trained once per pytest session."""
+"""Training runs shared across test files (each trained once per pytest session), and the
+helpers that read them."""
 
 import json
+import pathlib
 
-from jaxadapt import cli
+import numpy as np
+
+from jaxadapt import checkpoint, cli, data, experiment, param_tree, sharding
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+PRETRAIN_SMOKE = str(ROOT / 'configs/fashion_mnist/pretrain.py') + ':smoke'
 
 
 def trained_run(tmp_path_factory, name, spec, *overrides):
@@ -28,3 +35,29 @@ def quick_bench(out, suite):
 def bench_records(out) -> list[dict]:
   """The records of `out/results.jsonl`, in file order."""
   return [json.loads(l) for l in (out / 'results.jsonl').read_text().splitlines()]
+
+
+def upstream_cnn(tmp_path_factory):
+  """The upstream smoke checkpoint (cnn, Fashion-MNIST classes 0-4), trained through the CLI."""
+  return trained_run(tmp_path_factory, 'upstream_cnn', PRETRAIN_SMOKE)
+
+
+def host_flat(params) -> dict:
+  """{'a/b': numpy array} of a parameter tree."""
+  return {k: np.asarray(v) for k, v in param_tree.flatten(params).items()}
+
+
+def upstream_flat(path) -> dict:
+  """The flat parameters of a workdir checkpoint or an .npz file."""
+  path = pathlib.Path(path)
+  if path.suffix == '.npz':
+    with np.load(path) as z:
+      return {k: z[k] for k in z.files}
+  return host_flat(checkpoint.restore_params(path))
+
+
+def build_experiment(config, total_steps=6):
+  """The trainer's model, initial parameters and rules for `config`, without training."""
+  mesh = sharding.make_mesh(config.mesh)
+  info = data.dataset_info(config.dataset)
+  return experiment.build(config, mesh, info, total_steps)

@@ -1,6 +1,11 @@
-"""The benchmark suite end to end on a tiny suite: results, report, plots, resume, errors."""
+"""`jaxadapt bench` end to end on the tiny Fashion-MNIST matrix suite: runs, report, resume.
 
+The report must be the one the code before the unified engine wrote (tests/golden/).
+"""
+
+import json
 import pathlib
+import shutil
 
 import pytest
 
@@ -9,6 +14,7 @@ from shared_runs import bench_records, quick_bench
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TINY = str(ROOT / 'configs/suites/fashion_mnist.py') + ':tiny'
+GOLDEN = pathlib.Path(__file__).parent / 'golden'
 
 
 @pytest.fixture(scope='module')
@@ -16,58 +22,110 @@ def results(tmp_path_factory):
   return quick_bench(tmp_path_factory.mktemp('bench') / 'results', TINY)
 
 
-def test_quick_writes_results_report_and_plots(results):
+def test_quick_writes_tagged_results_report_and_plots(results):
   records = bench_records(results)
-  cells = {r['cell'] for r in records}
-  assert 'upstream' in cells
-  methods = {r['method'] for r in records if r['task'] != 'upstream'}
-  assert {'scratch', 'linear_probe_fast', 'full_ft', 'lora', 'student_alone', 'distill'} <= methods
-  assert {r['task'] for r in records} == {'upstream', 'related', 'unrelated'}
+  assert [r['cell'] for r in records][0] == 'upstream'
+  runs = [r for r in records if r['cell'] != 'upstream']
+  assert {r['tags']['method'] for r in runs} == {
+      'scratch',
+      'linear_probe_fast',
+      'full_ft',
+      'lora',
+      'student_alone',
+      'distill',
+  }
+  assert {r['tags']['task'] for r in runs} == {'related', 'unrelated'}
+  for r in runs:
+    assert r['cell'] == '{task}/{method}/{size}/{seed}'.format(**r['tags'])
+    assert r['config']['seed'] == r['tags']['seed'] == r['config']['dataset']['subset_seed']
+    assert r['config']['dataset']['examples_per_class'] == r['tags']['size'] == 10
   for r in records:
     assert 0.0 <= r['test_accuracy'] <= 1.0
     assert r['train_flops'] > 0 and r['wall_seconds'] > 0 and r['trainable_params'] > 0
-    assert r['config']['seed'] == r['seed']
-  lora = next(r for r in records if r['method'] == 'lora')
-  full = next(r for r in records if r['method'] == 'full_ft' and r['task'] == lora['task'])
+  by_cell = {r['cell']: r for r in records}
+  lora, full = by_cell['related/lora/10/0'], by_cell['related/full_ft/10/0']
   assert lora['opt_state_bytes'] < full['opt_state_bytes']
-  assert (
-      lora['pretrained'] and not next(r for r in records if r['method'] == 'scratch')['pretrained']
-  )
+  assert lora['pretrained'] and not by_cell['related/scratch/10/0']['pretrained']
+  # The dependencies the suite declares, resolved to workdirs: the upstream run for the
+  # adapted methods, the full_ft run of the same cell for the distilled student.
+  assert lora['config']['init']['checkpoint'] == str(results / 'runs/upstream')
+  assert by_cell['related/distill/10/0']['config']['distill']['teachers'] == [
+      str(results / 'runs/related/full_ft/10/0')
+  ]
+  # Kept: the workdirs a later run reads; deleted: every other one.
+  assert (results / 'runs/upstream/config.json').exists()
+  assert (results / 'runs/related/full_ft/10/0/config.json').exists()
+  assert not (results / 'runs/related/lora/10/0').exists()
+  meta = json.loads((results / 'suite.json').read_text())
+  assert meta == {
+      'report': 'adaptation',
+      'quick': True,
+      'methods': ['scratch', 'linear_probe_fast', 'full_ft', 'lora', 'student_alone', 'distill'],
+  }
   report = (results / 'report.md').read_text()
   assert '## Task: related' in report and '| lora |' in report
   for png in ('accuracy_vs_data.png', 'accuracy_vs_flops.png'):
     assert (results / png).stat().st_size > 1000
 
 
-def test_rerun_skips_finished_cells(results, capsys):
+def test_report_is_the_golden_one(results, tmp_path):
+  # Wall time is the one field that differs between runs: fix it, as the golden file did.
+  out = tmp_path / 'fixed'
+  out.mkdir()
+  records = [dict(r, wall_seconds=1.0) for r in bench_records(results)]
+  (out / 'results.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in records))
+  (out / 'suite.json').write_text((results / 'suite.json').read_text())
+  assert cli.main(['report', str(out)]) == 0
+  assert (out / 'report.md').read_text() == (
+      GOLDEN / 'fashion_mnist_tiny_quick_report.md'
+  ).read_text()
+
+
+def test_rerun_skips_finished_runs(results, capsys):
   before = (results / 'results.jsonl').read_text()
   assert cli.main(['bench', '--suite', TINY, '--out', str(results), '--quick']) == 0
-  assert ', 0 to run' in capsys.readouterr().out
+  assert '13 runs, 13 already done, 0 to run' in capsys.readouterr().out
   assert (results / 'results.jsonl').read_text() == before
 
 
-def test_report_regenerates_identical_tables(results):
+def test_a_torn_last_record_is_dropped_and_its_cell_runs_again(results, tmp_path, capsys):
+  """Catches a crash mid-write breaking every later bench and report ('malformed JSON')."""
+  out = tmp_path / 'results'
+  shutil.copytree(results, out)
+  path = out / 'results.jsonl'
+  lines = path.read_text().splitlines(keepends=True)
+  path.write_text(''.join(lines[:-1]) + lines[-1][: len(lines[-1]) // 2])
+  capsys.readouterr()
+  assert cli.main(['bench', '--suite', TINY, '--out', str(out), '--quick']) == 0
+  assert ', 1 to run' in capsys.readouterr().out
+  assert [r['cell'] for r in bench_records(out)] == [json.loads(l)['cell'] for l in lines]
+  assert cli.main(['report', str(out)]) == 0
+
+
+def test_report_regenerates_identical_tables(results, capsys):
   before = (results / 'report.md').read_text()
   (results / 'report.md').unlink()
   assert cli.main(['report', str(results)]) == 0
   assert (results / 'report.md').read_text() == before
+  terminal = capsys.readouterr().out
+  assert terminal.startswith('task ') and 'related    linear_probe_fast' in terminal
 
 
-def test_unknown_method_and_malformed_suite(tmp_path, capsys):
+def test_malformed_suites_are_one_line_errors(tmp_path, capsys):
+  source = pathlib.Path(TINY.split(':')[0]).read_text()
   bad = tmp_path / 'bad.py'
-  bad.write_text(
-      pathlib.Path(TINY.split(':')[0]).read_text().replace('      lora=dict(', '      lroa=dict(')
+  bad.write_text(source.replace("name='full_ft'", "name='full_tf'"))  # the teachers' method
+  assert cli.main(['bench', '--suite', f'{bad}:tiny', '--out', str(tmp_path / 'o')]) == 2
+  assert (
+      "run 'related/distill/2/0' uses {run:related/full_ft/2/0}, but no run is named "
+      "'related/full_ft/2/0' (did you mean 'related/full_tf/2/0'?)"
+  ) in capsys.readouterr().err
+  bad.write_text(source.replace('{run:upstream}', '{run:upstraem}'))
+  assert cli.main(['bench', '--suite', f'{bad}:tiny', '--out', str(tmp_path / 'o')]) == 2
+  assert "uses {run:upstraem}, but no run is named 'upstraem' (did you mean 'upstream'?)" in (
+      capsys.readouterr().err
   )
-  assert cli.main(['bench', '--suite', str(bad), '--out', str(tmp_path / 'o')]) == 2
-  err = capsys.readouterr().err
-  assert "unknown method 'lroa'" in err and "did you mean 'lora'" in err
-  empty = tmp_path / 'empty.py'
-  empty.write_text(
-      'import ml_collections\ndef get_suite(arg=None):\n'
-      '  return ml_collections.ConfigDict({"tasks": {}})\n'
-  )
-  assert cli.main(['bench', '--suite', str(empty), '--out', str(tmp_path / 'o')]) == 2
-  assert 'lacks upstream' in capsys.readouterr().err
+  assert not (tmp_path / 'o').exists()
   assert (
       cli.main(['bench', '--suite', str(tmp_path / 'nope.py'), '--out', str(tmp_path / 'o')]) == 2
   )

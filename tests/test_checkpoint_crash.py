@@ -46,7 +46,7 @@ ARGS = [
     '--config.eval_every=3',
 ]
 TMP = '.orbax-checkpoint-tmp'
-TIMEOUT = 120
+TIMEOUT = 300  # generous: a loaded 2-core machine runs this 9-step smoke run in minutes
 
 
 def _command(workdir, quiet=True):

@@ -5,6 +5,7 @@ import pytest
 from jaxadapt import config as config_lib
 
 SCRATCH = 'configs/fashion_mnist/scratch.py'
+MNIST1D = 'configs/mnist1d/train.py'
 
 
 def test_override_types_and_nesting():
@@ -72,3 +73,26 @@ def test_differing_keys_names_nested_keys_and_skips_ignored_ones():
   assert config_lib.differing_keys(a, b) == ['extra', 'model.name', 'optim.lr', 'seed']
   assert config_lib.differing_keys(a, b, ignore=('seed', 'extra')) == ['model.name', 'optim.lr']
   assert config_lib.differing_keys(a, a) == []
+
+
+def test_mnist1d_config_is_the_paper_recipe():
+  c = config_lib.load_config(MNIST1D + ':model=gru')
+  assert (c.dataset.name, c.dataset.train_split, c.dataset.val_split, c.dataset.test_split) == (
+      'mnist1d',
+      'train',
+      '',
+      'test',
+  )
+  assert (c.batch_size, c.num_steps, c.optim.lr, c.optim.weight_decay, c.optim.schedule) == (
+      100,
+      6000,
+      1e-2,
+      0.0,
+      'constant',
+  )
+  assert c.preprocess.train == c.preprocess.eval == ''
+  c = config_lib.load_config(MNIST1D + ':model=mlp,shuffle,val=500')
+  assert c.preprocess.train == c.preprocess.eval == 'permute(42)'
+  assert (c.dataset.train_split, c.dataset.val_split) == ('train[:3500]', 'train[3500:]')
+  with pytest.raises(config_lib.ConfigError, match="unknown model 'rnn'"):
+    config_lib.load_config(MNIST1D + ':model=rnn')

@@ -5,19 +5,23 @@ import os
 import struct
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
+from mnist1d.data import get_dataset_args, make_dataset
 
 from jaxadapt.data import (
     BatchSource,
     dataset_info,
     eval_batches,
+    generate_mnist1d,
     load_split,
     make_preprocess,
     output_shape,
     read_idx,
 )
+from jaxadapt.data.preprocess import permutation
 from jaxadapt.errors import DataError
 
 REAL_DIR = '/usr/share/datasets/fashion-mnist'
@@ -94,7 +98,9 @@ def test_fake_fashion_round_trip_and_slicing(fake):
   assert not set(_by_bytes(head['image'], head['label'])) & set(
       _by_bytes(tail['image'], tail['label'])
   )
-  assert dataset_info(cfg) == {'num_classes': 10, 'image_shape': (28, 28, 1)}
+  info = dataset_info(cfg)
+  assert info['num_classes'] == 10 and info['image_shape'] == (28, 28, 1)
+  assert info['class_names'][0] == 'T-shirt/top' and len(info['class_names']) == 10
 
 
 def test_missing_files_one_line_error(tmp_path):
@@ -137,8 +143,12 @@ def test_examples_per_class(fake):
   assert np.bincount(a['label']).tolist() == [2] * 10
   np.testing.assert_array_equal(a['image'], b['image'])
   assert not np.array_equal(a['image'], c['image'])
-  with pytest.raises(DataError, match='fewer than'):
+  with pytest.raises(DataError, match='fewer than.*keep_small_classes'):
     load_split(_fake_cfg(fake, examples_per_class=6), 'train')
+  # 50 examples, 5 per class: keep_small_classes keeps all 5 of each, no repeats.
+  small = load_split(_fake_cfg(fake, examples_per_class=6, keep_small_classes=True), 'train')
+  assert np.bincount(small['label']).tolist() == [5] * 10
+  assert len({img.tobytes() for img in small['image']}) == 50
 
 
 def test_unknown_dataset_suggests_close_name():
@@ -155,6 +165,33 @@ def test_real_fashion_mnist(tmp_path):
 
 
 # ---- pipeline ----
+
+
+def test_mnist1d_builder_equals_the_generator(mnist1d_data_dir):
+  np.random.seed(123)
+  before = np.random.get_state()[1].copy()
+  direct = make_dataset(get_dataset_args())  # the package's own call (it reseeds globally)
+  np.random.seed(123)
+  generate_mnist1d()
+  np.testing.assert_array_equal(np.random.get_state()[1], before)  # caller's RNG untouched
+
+  cfg = _cfg('mnist1d', data_dir=mnist1d_data_dir)
+  assert dataset_info(cfg) == {
+      'num_classes': 10,
+      'image_shape': (40, 1),
+      'class_names': tuple(str(i) for i in range(10)),
+  }
+  train, test = load_split(cfg, 'train'), load_split(cfg, 'test')
+  assert train['image'].shape == (4000, 40, 1) and train['image'].dtype == np.float32
+  assert test['image'].shape == (1000, 40, 1) and train['label'].dtype == np.int32
+  # Same arrays in the same order (float64 -> float32 is the only change).
+  np.testing.assert_array_equal(train['image'][..., 0], direct['x'].astype(np.float32))
+  np.testing.assert_array_equal(train['label'], direct['y'])
+  np.testing.assert_array_equal(test['image'][..., 0], direct['x_test'].astype(np.float32))
+  np.testing.assert_array_equal(test['label'], direct['y_test'])
+  head, tail = load_split(cfg, 'train[:3500]'), load_split(cfg, 'train[3500:]')
+  assert len(head['label']) == 3500 and len(tail['label']) == 500
+  np.testing.assert_array_equal(tail['image'], train['image'][3500:])
 
 
 def _arrays(n=23):
@@ -250,3 +287,35 @@ def test_preprocess_errors():
     make_preprocess('pad_crop(1.5)')
   with pytest.raises(DataError, match='gray2rgb needs 1-channel'):
     output_shape('gray2rgb', (8, 8, 3))
+
+
+def test_permute_is_one_fixed_invertible_permutation():
+  x = jax.random.normal(jax.random.key(0), (5, 40, 1))
+  order = np.random.RandomState(42).permutation(40)  # the paper notebook's shuffle
+  np.testing.assert_array_equal(permutation(42, 40), order)
+  pre = make_preprocess('permute(42)')
+  y_train = pre(x, jax.random.key(1), True)
+  y_eval = pre(x, None, False)
+  np.testing.assert_array_equal(y_train, y_eval)  # train and eval agree
+  np.testing.assert_array_equal(y_eval, np.asarray(x)[:, order])  # same order for every row
+  assert not np.array_equal(y_eval, x)
+  np.testing.assert_array_equal(np.asarray(y_eval)[:, np.argsort(order)], x)  # invertible
+  assert not np.array_equal(make_preprocess('permute(0)')(x), y_eval)
+  assert output_shape('permute(42)', (40, 1)) == (40, 1)
+
+
+def test_permute_on_images_moves_pixels_with_their_channels():
+  x = jnp.arange(2 * 3 * 4 * 2, dtype=jnp.float32).reshape(2, 3, 4, 2)
+  y = make_preprocess('permute(7)')(x)
+  order = permutation(7, 12)
+  np.testing.assert_array_equal(y, np.asarray(x).reshape(2, 12, 2)[:, order].reshape(x.shape))
+
+
+def test_sequence_preprocess_errors():
+  with pytest.raises(DataError, match=r'permute\(seed\) with an integer seed'):
+    make_preprocess('permute(1.5)')
+  with pytest.raises(DataError, match="'flip' needs images"):
+    output_shape('flip', (40, 1))
+  with pytest.raises(DataError, match="'pad_crop' needs images"):
+    make_preprocess('pad_crop(2)')(jnp.zeros((2, 40, 1)), jax.random.key(0), True)
+  assert output_shape('normalize(0,1)', (40, 1)) == (40, 1)

@@ -12,6 +12,7 @@ from jaxadapt.metrics import read_metrics
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / 'configs/fashion_mnist'
+METHODS = ROOT / 'configs/methods'
 
 
 def test_kl_is_zero_for_equal_logits_and_positive_otherwise():
@@ -31,6 +32,17 @@ def test_kl_matches_hand_computation_with_t_squared_scale():
   expected = temp**2 * np.sum(p * np.log(p / q))
   got = distill.soft_kl(jnp.asarray(s), distill.teacher_probs([jnp.asarray(t)], temp), temp)
   np.testing.assert_allclose(got, [expected], rtol=1e-5)
+
+
+def test_kl_direction_is_teacher_to_student():
+  """Catches KL(p_s || p_t) in place of KL(p_t || p_s): asymmetric logits tell them apart."""
+  s, t, temp = np.array([[2.0, 0.0, -1.0]]), np.array([[0.0, 3.0, 0.5]]), 2.0
+  softmax = lambda z: np.exp(z / temp) / np.exp(z / temp).sum()
+  p, q = softmax(t), softmax(s)
+  forward, reverse = temp**2 * np.sum(p * np.log(p / q)), temp**2 * np.sum(q * np.log(q / p))
+  assert abs(forward - reverse) > 0.1  # the case really is asymmetric
+  got = distill.soft_kl(jnp.asarray(s), distill.teacher_probs([jnp.asarray(t)], temp), temp)
+  np.testing.assert_allclose(got, [forward], rtol=1e-5)
 
 
 def test_alpha_zero_is_cross_entropy_and_alpha_one_is_soft_only():
@@ -57,6 +69,18 @@ def test_mixup_keeps_shape_and_mixes_neighbours():
   assert m.shape == x.shape and float(m.min()) >= 0 and float(m.max()) <= 1
 
 
+def test_mixup_really_mixes_each_image_with_the_previous_one():
+  """Catches a mixup that returns its input (or a weight of 0/1): lam*x_i + (1-lam)*x_{i-1}."""
+  x = jnp.arange(8.0)[:, None, None, None] * 10.0 * jnp.ones((8, 3, 3, 1))
+  m = np.asarray(distill.mixup(x, jax.random.key(0)))
+  prev = np.roll(np.asarray(x), 1, axis=0)
+  lam = (m - prev) / (np.asarray(x) - prev)  # per pixel; one weight per example
+  assert np.allclose(lam, lam[:, :1, :1, :1], atol=1e-5)
+  lam = lam[:, 0, 0, 0]
+  assert np.all((lam >= 0) & (lam <= 1))
+  assert np.sum((lam > 0.05) & (lam < 0.95)) >= 4, lam  # Beta(1, 1): mostly far from 0 and 1
+
+
 def _train(*args):
   return cli.main(['train', '--quiet', *args])
 
@@ -72,7 +96,7 @@ def test_distill_run_leaves_teacher_untouched_and_student_clean(teacher, tmp_pat
   before = param_tree.flatten(checkpoint.restore_params(teacher))
   wd = tmp_path / 'student'
   assert (
-      _train('--config', f'{CONFIGS}/distill.py:smoke,teacher={teacher}', '--workdir', str(wd)) == 0
+      _train('--config', f'{METHODS}/distill.py:smoke,teacher={teacher}', '--workdir', str(wd)) == 0
   )
   after = param_tree.flatten(checkpoint.restore_params(teacher))
   assert all(np.array_equal(before[k], after[k]) for k in before)
@@ -84,18 +108,40 @@ def test_distill_run_leaves_teacher_untouched_and_student_clean(teacher, tmp_pat
   assert any('test/accuracy' in r for r in read_metrics(wd))
 
 
-def test_cached_logits_run(teacher, tmp_path):
+def _train_losses(workdir) -> list[float]:
+  return [r['train/loss'] for r in read_metrics(workdir) if 'train/loss' in r]
+
+
+def test_distillation_changes_the_students_training(teacher, tmp_path):
+  """Catches distillation silently off (objective=None): same seed and data as alone."""
+  student, alone = tmp_path / 'student', tmp_path / 'alone'
   assert (
-      _train(
-          '--config',
-          f'{CONFIGS}/distill.py:smoke,teacher={teacher}',
-          '--workdir',
-          str(tmp_path / 's'),
-          '--config.distill.cache_logits=True',
-          '--config.preprocess.train=scale|normalize(0.286,0.353)',
-      )
+      _train('--config', f'{METHODS}/distill.py:smoke,teacher={teacher}', '--workdir', str(student))
       == 0
   )
+  assert _train('--config', f'{METHODS}/distill.py:smoke,alone', '--workdir', str(alone)) == 0
+  a, b = _train_losses(student), _train_losses(alone)
+  assert len(a) == len(b) == 3
+  # alpha=0.9 of the loss is T^2 KL to the teacher: far from the alone run's cross-entropy.
+  assert all(abs(x - y) > 1e-3 for x, y in zip(a, b)), (a, b)
+
+
+def test_cached_logits_train_like_live_teachers(teacher, tmp_path):
+  """Catches wrong cached teacher logits (e.g. all zero): un-augmented data, same losses."""
+  runs = {}
+  for cached in (False, True):
+    wd = tmp_path / f'cached_{cached}'
+    code = _train(
+        '--config',
+        f'{METHODS}/distill.py:smoke,teacher={teacher}',
+        '--workdir',
+        str(wd),
+        f'--config.distill.cache_logits={cached}',
+        '--config.preprocess.train=scale|normalize(0.286,0.353)',
+    )
+    assert code == 0
+    runs[cached] = _train_losses(wd)
+  np.testing.assert_allclose(runs[True], runs[False], rtol=1e-4)
 
 
 @pytest.mark.parametrize(
@@ -108,7 +154,7 @@ def test_cached_logits_run(teacher, tmp_path):
 def test_cached_logits_refuse_augmentation(teacher, tmp_path, capsys, extra, message):
   code = _train(
       '--config',
-      f'{CONFIGS}/distill.py:smoke,teacher={teacher}',
+      f'{METHODS}/distill.py:smoke,teacher={teacher}',
       '--workdir',
       str(tmp_path / 's'),
       '--config.distill.cache_logits=True',
@@ -122,7 +168,7 @@ def test_teacher_with_other_class_count_is_an_error(tmp_path, capsys):
   assert _train('--config', f'{CONFIGS}/pretrain.py:smoke', '--workdir', str(upstream)) == 0
   capsys.readouterr()
   code = _train(
-      '--config', f'{CONFIGS}/distill.py:smoke,teacher={upstream}', '--workdir', str(tmp_path / 's')
+      '--config', f'{METHODS}/distill.py:smoke,teacher={upstream}', '--workdir', str(tmp_path / 's')
   )
   err = capsys.readouterr().err
   assert code == 2 and 'predicts 5 classes' in err and 'has 10' in err
@@ -132,7 +178,7 @@ def test_teacher_with_other_class_count_is_an_error(tmp_path, capsys):
 def test_missing_teacher_is_an_error(tmp_path, capsys):
   code = _train(
       '--config',
-      f'{CONFIGS}/distill.py:smoke,teacher={tmp_path}/nope',
+      f'{METHODS}/distill.py:smoke,teacher={tmp_path}/nope',
       '--workdir',
       str(tmp_path / 's'),
   )

@@ -68,4 +68,4 @@ def test_the_trainer_is_a_leaf():
       for p in (ROOT / 'jaxadapt').rglob('*.py')
       if 'jaxadapt.train' in _imports(p)
   )
-  assert importers == ['jaxadapt/bench/runner.py', 'jaxadapt/cli.py']
+  assert importers == ['jaxadapt/bench/runlist.py', 'jaxadapt/cli.py']

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from jaxadapt import checkpoint, cli, config as config_lib, data, lora, models, param_tree, path_rules
-from jaxadapt import experiment, presets, pretrained, sharding, step as step_lib, train as train_lib
+from jaxadapt import checkpoint, cli, config as config_lib, cost, data, lora, models, param_tree
+from jaxadapt import path_rules
+from jaxadapt import evaluate, experiment, presets, pretrained, sharding, step as step_lib, train as train_lib
 
 from shared_runs import trained_run
 
@@ -20,7 +21,7 @@ ALPHA = 16.0
 
 
 def smoke_model(name, num_classes=5):
-  kwargs = {**presets.MODELS[name]['kwargs'], **presets.TINY[name]}
+  kwargs = {**presets.MODELS[name]['kwargs'], **models.get_spec(name).smoke}
   return models.build_model(presets.MODELS[name]['name'], num_classes, **kwargs)
 
 
@@ -62,7 +63,7 @@ def test_lora_at_init_is_exactly_the_base_model(name):
     assert np.array_equal(np.asarray(merged[k]), np.asarray(v)), k
   # ... so the adapted model's logits are the base model's, exactly.
   base = apply_fn(model)(params, IMAGES)
-  out = jax.jit(step_lib.make_forward(model, ALPHA))(adapted, IMAGES)
+  out = jax.jit(step_lib.make_forward(model, ALPHA, lora_form='factored'))(adapted, IMAGES)
   assert np.asarray(base).any()
   assert np.array_equal(np.asarray(out), np.asarray(base))
 
@@ -110,9 +111,138 @@ def test_merge_matches_the_adapted_forward(name, kernel):
   apply = apply_fn(model)
   base_logits = np.asarray(apply(params, IMAGES))
   merged_logits = np.asarray(apply(merged, IMAGES))
-  adapted_logits = np.asarray(jax.jit(step_lib.make_forward(model, ALPHA))(adapted, IMAGES))
+  adapted_logits = np.asarray(
+      jax.jit(step_lib.make_forward(model, ALPHA, lora_form='factored'))(adapted, IMAGES)
+  )
   np.testing.assert_allclose(merged_logits, adapted_logits, rtol=1e-5, atol=1e-5)
   assert np.abs(adapted_logits - base_logits).max() > 1e-3  # the adapters do something
+
+
+def test_factored_gradients_equal_the_merged_ones():
+  """The factored path's adapter gradients are those of the merged kernel W + (alpha/r) a b."""
+  model = smoke_model('vit')
+  params = init_params(model)
+  adapted = randomise_b(lora.add_adapters(params, RULES['vit'], jax.random.key(1)))
+  base, pairs = lora.split(adapted, ALPHA, 'factored')
+  labels = jnp.arange(IMAGES.shape[0]) % 5
+
+  def loss(adapters, forward):
+    logits = forward({**base, 'lora': adapters}, IMAGES)
+    return step_lib.cross_entropy(logits, labels).mean()
+
+  merged_forward = lambda p, x: model.apply({'params': lora.merge(p, ALPHA)}, x)
+  g_merged = jax.jit(jax.grad(lambda a: loss(a, merged_forward)))(adapted['lora'])
+  g_factored = jax.jit(
+      jax.grad(lambda a: loss(a, step_lib.make_forward(model, ALPHA, lora_form='factored')))
+  )(adapted['lora'])
+  flat_m, flat_f = param_tree.flatten(g_merged), param_tree.flatten(g_factored)
+  assert set(flat_m) == set(flat_f) and len(flat_f) == 2 * len(pairs)
+  for k in flat_m:
+    assert np.abs(np.asarray(flat_m[k])).max() > 0, k
+    np.testing.assert_allclose(flat_f[k], flat_m[k], rtol=1e-4, atol=1e-6, err_msg=k)
+
+
+@pytest.mark.parametrize(
+    'name, rules, size',
+    [
+        # The ViT's patch embedding: a strided VALID conv, so the low-rank conv must reuse the
+        # layer's own strides and padding.
+        ('vit', ((r'embedding/kernel', 4), (r'encoder/block1/mlp/fc1/kernel', 4)), 28),
+        # GRU cells' Dense gates run inside nn.RNN's scan.
+        ('gru', ((r'gru/.*/(i|h)[rzn]/kernel', 2),), None),
+    ],
+)
+def test_factored_forward_equals_merged_on_strided_convs_and_scanned_cells(name, rules, size):
+  if name == 'gru':
+    model = models.build_model('gru', 5, hidden=3)
+    images = jnp.asarray(np.random.default_rng(2).normal(size=(4, 12, 1)).astype(np.float32))
+    shapes = jax.eval_shape(model.init, jax.random.key(0), images)['params']
+    rng = np.random.default_rng(0)
+    params = jax.tree.map(lambda s: jnp.asarray(rng.normal(0, 0.3, s.shape), s.dtype), shapes)
+  else:
+    model, images, params = smoke_model(name), IMAGES, init_params(smoke_model(name))
+  adapted = randomise_b(lora.add_adapters(params, rules, jax.random.key(1)))
+  merged = np.asarray(apply_fn(model)(lora.merge(adapted, ALPHA), images))
+  factored = np.asarray(
+      jax.jit(step_lib.make_forward(model, ALPHA, lora_form='factored'))(adapted, images)
+  )
+  base = np.asarray(apply_fn(model)(params, images))
+  np.testing.assert_allclose(factored, merged, rtol=1e-4, atol=1e-5)
+  assert np.abs(factored - base).max() > 1e-3
+
+
+def test_an_adapter_no_layer_uses_is_an_error():
+  model = smoke_model('cnn')
+  params = init_params(model)
+  adapted = lora.add_adapters(params, RULES['cnn'], jax.random.key(1))
+  flat = param_tree.flatten(adapted)
+  # An adapter whose kernel no Dense/Conv layer reads (here: a renamed one) would train
+  # nothing and change nothing: the forward refuses it.
+  flat['lora/blockX/conv1/kernel/a'] = flat.pop('lora/block1/conv1/kernel/a')
+  flat['lora/blockX/conv1/kernel/b'] = flat.pop('lora/block1/conv1/kernel/b')
+  with pytest.raises(lora.LoRAError, match=r"no Dense, DenseGeneral or Conv layer uses 'blockX"):
+    step_lib.make_forward(model, ALPHA, lora_form='factored')(param_tree.unflatten(flat), IMAGES)
+
+
+def test_factored_lora_step_costs_less_than_full_fine_tuning():
+  """Merged adapters (W + a b every step) cost ~0.9x full fine-tuning's FLOPs on this ViT;
+  the factored form skips every kernel gradient: under 0.75x (0.70x on the README's ViT)."""
+  model = models.build_model('vit', 10, width=96, depth=2, num_heads=4)
+  images = jax.ShapeDtypeStruct((16, 28, 28, 1), jnp.float32)
+  params = jax.eval_shape(model.init, jax.random.key(0), images)['params']
+  adapted = jax.eval_shape(lambda p: lora.add_adapters(p, RULES['vit'], jax.random.key(1)), params)
+  labels = jnp.arange(16) % 10
+
+  def step_flops(forward, params, trainable):
+    flat = param_tree.flatten(params)
+    learned = {k: v for k, v in flat.items() if trainable(k)}
+    frozen = {k: v for k, v in flat.items() if not trainable(k)}
+
+    def loss(learned, frozen, images):
+      logits = forward(param_tree.unflatten({**frozen, **learned}), images)
+      return step_lib.cross_entropy(logits, labels).mean()
+
+    return cost.compiled_cost(jax.grad(loss), learned, frozen, images)['flops']
+
+  full = step_flops(step_lib.make_forward(model, ALPHA), params, lambda k: True)
+  trains = lambda k: k.startswith(('lora/', 'head/'))
+  factored = step_flops(step_lib.make_forward(model, ALPHA, lora_form='factored'), adapted, trains)
+  merged_forward = lambda p, x: model.apply({'params': lora.merge(p, ALPHA)}, x)
+  merged = step_flops(merged_forward, adapted, trains)
+  assert merged > 0.85 * full  # the cost this test guards against
+  assert factored < 0.75 * full, (factored / full, merged / full)
+
+
+def test_auto_form_factors_only_where_it_saves_flops():
+  """The README CNN: its first conv (fan_in 9, 32 out) costs less merged, the 3136 x 256
+  dense and the 288 x 64 conv less factored; 'auto' takes each kernel's cheaper form and
+  so costs no more than either form throughout."""
+  model = models.build_model('cnn', 10, widths=(32, 64), convs=1, norm='none', dense=256)
+  images = jax.ShapeDtypeStruct((16, 28, 28, 1), jnp.float32)
+  params = jax.eval_shape(model.init, jax.random.key(0), images)['params']
+  adapted = jax.eval_shape(lambda p: lora.add_adapters(p, RULES['cnn'], jax.random.key(1)), params)
+  _, factored = jax.eval_shape(lambda p: lora.split(p, ALPHA, 'auto'), adapted)
+  assert set(factored) == {'block2/conv1/kernel', 'dense/kernel'}
+  _, factored = jax.eval_shape(lambda p: lora.split(p, ALPHA, 'merged'), adapted)
+  assert not factored
+  labels = jnp.arange(16) % 10
+
+  def step_flops(form):
+    flat = param_tree.flatten(adapted)
+    learned = {k: v for k, v in flat.items() if k.startswith(('lora/', 'head/'))}
+    frozen = {k: v for k, v in flat.items() if k not in learned}
+    forward = step_lib.make_forward(model, ALPHA, lora_form=form)
+
+    def loss(learned, frozen, images):
+      logits = forward(param_tree.unflatten({**frozen, **learned}), images)
+      return step_lib.cross_entropy(logits, labels).mean()
+
+    return cost.compiled_cost(jax.grad(loss), learned, frozen, images)['flops']
+
+  flops = {form: step_flops(form) for form in lora.FORMS}
+  assert flops['auto'] < min(flops['factored'], flops['merged']), flops
+  with pytest.raises(lora.LoRAError, match="unknown adapt.lora.form 'fused'; choose one of"):
+    step_lib.make_forward(model, ALPHA, lora_form='fused')
 
 
 def shapes_only(model):
@@ -172,7 +302,7 @@ def test_lora_rule_errors():
 @pytest.fixture(scope='module')
 def runs(tmp_path_factory):
   up = trained_run(tmp_path_factory, 'upstream_cnn', str(CONFIGS / 'pretrain.py') + ':smoke')
-  spec = str(CONFIGS / 'lora.py') + f':model=cnn,smoke,checkpoint={up}'
+  spec = str(ROOT / 'configs/methods/lora.py') + f':model=cnn,smoke,checkpoint={up}'
   return up, spec, trained_run(tmp_path_factory, 'lora_cnn', spec)
 
 
@@ -198,7 +328,7 @@ def test_adapter_export_restores_the_trained_model(runs, tmp_path, capsys):
     assert v.dtype == trained[k].dtype and np.array_equal(v, trained[k]), k
 
   # Base checkpoint + adapter file == the trained run, bitwise.
-  config = config_lib.load_config(spec, [f'--config.init.adapters={out}', '--config.num_steps=0'])
+  config = config_lib.load_config(spec, [f'--config.init.adapters={out}'])
   mesh = sharding.make_mesh(config.mesh)
   exp = experiment.build(config, mesh, data.dataset_info(config.dataset), 1)
   restored = {k: np.asarray(v) for k, v in param_tree.flatten(exp.params).items()}
@@ -206,9 +336,10 @@ def test_adapter_export_restores_the_trained_model(runs, tmp_path, capsys):
   for k in trained:
     assert np.array_equal(restored[k], trained[k]), k
 
-  # ... so evaluation gives the trained run's final numbers. (num_steps=0 with the smoke
-  # config's num_epochs=0 means zero steps: train() only evaluates and returns the metrics.)
-  final = train_lib.train(config, str(tmp_path / 'eval_only'), quiet=True)
+  # ... so evaluation gives the trained run's final numbers.
+  eval_step = jax.jit(step_lib.make_eval_step(exp.forward, exp.preprocess_eval))
+  eval_arrays = data.load_eval_splits(config.dataset)
+  final = evaluate.evaluate_splits(eval_step, exp.params, eval_arrays, config.eval_batch_size, mesh)
   last = [
       r
       for r in (json.loads(line) for line in (wd / 'metrics.jsonl').read_text().splitlines())

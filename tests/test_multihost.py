@@ -13,6 +13,7 @@ expected to be bitwise equal, not just close.
 
 import os
 import pathlib
+import signal
 import socket
 import subprocess
 import sys
@@ -57,11 +58,11 @@ def _env(devices: int, **extra) -> dict:
   return env
 
 
-def _start(workdir, log_path, env, *flags):
+def _start(workdir, log_path, env, *flags, args=ARGS):
   log = open(log_path, 'w')
   try:
     return subprocess.Popen(
-        [sys.executable, '-m', 'jaxadapt.cli', 'train', *flags, '--workdir', str(workdir), *ARGS],
+        [sys.executable, '-m', 'jaxadapt.cli', 'train', *flags, '--workdir', str(workdir), *args],
         env=env,
         cwd=ROOT,
         stdout=log,
@@ -145,3 +146,45 @@ def test_two_processes_match_one_process_with_two_devices(tmp_path):
     np.testing.assert_allclose(pa[k], pb[k], rtol=1e-5, atol=1e-6, err_msg=k)
   for k in pa:  # two-way sums are exact in any order: expect identical bits
     assert np.array_equal(pa[k], pb[k]), f'{k}: close but not bitwise equal'
+
+
+def test_a_signal_to_one_process_stops_every_process_at_the_same_step(tmp_path):
+  """Catches each host stopping at its own step (the collective save then deadlocks).
+
+  SIGTERM reaches process 1 only; JAX's preemption service must make both processes
+  save the same step and exit 0. The checkpoint of that step exists only if both took
+  part in its (collective) save.
+  """
+  wd = tmp_path / 'multi'
+  coordinator = f'127.0.0.1:{_free_port()}'
+  args = ARGS + ['--config.num_steps=1000000', '--config.log_every=1', '--config.ckpt_every=0']
+  args += ['--config.eval_every=1000000']
+  logs = {pid: tmp_path / f'process{pid}.log' for pid in (0, 1)}
+  procs = {}
+  try:
+    for pid in (0, 1):
+      env = _env(
+          1, JAX_COORDINATOR_ADDRESS=coordinator, JAX_NUM_PROCESSES='2', JAX_PROCESS_ID=str(pid)
+      )
+      procs[pid] = _start(wd, logs[pid], env, '--distributed', '--quiet', args=args)
+    deadline = time.time() + TIMEOUT
+    metrics = wd / 'metrics.jsonl'
+    while time.time() < deadline and all(p.poll() is None for p in procs.values()):
+      if metrics.exists() and len(metrics.read_text().splitlines()) >= 5:
+        procs[1].send_signal(signal.SIGTERM)
+        break
+      time.sleep(0.05)
+    _wait_all(procs, deadline)
+  finally:
+    for proc in procs.values():
+      if proc.poll() is None:
+        proc.kill()
+      proc.wait()
+  outputs = {pid: path.read_text() for pid, path in logs.items()}
+  for pid, proc in procs.items():
+    assert proc.returncode == 0, f'process {pid} exited {proc.returncode}:\n' + outputs[pid][-3000:]
+  message = [l for l in outputs[0].splitlines() if l.startswith('stopped by signal at step')]
+  assert len(message) == 1, outputs[0][-3000:]
+  step = int(message[0].split('at step ')[1].split(';')[0])
+  assert sorted(int(p.name) for p in (wd / 'checkpoints').iterdir()) == [step]
+  assert max(r['step'] for r in read_metrics(wd)) == step

@@ -46,6 +46,13 @@ def test_fullmatch_not_search():
   assert got == {'conv1/kernel': 1, 'a/conv1/kernel': 0}
 
 
+def test_fullmatch_not_prefix():
+  """Catches re.match (prefix: 'head' would take head/kernel) and re.search (any substring)."""
+  paths = ['block1/kernel', 'block10/kernel', 'head', 'head/kernel']
+  got = path_rules.match([('block1/.*', 'a'), ('head', 'b'), ('.*', 'c')], paths, 'x')
+  assert got == {'block1/kernel': 'a', 'block10/kernel': 'c', 'head': 'b', 'head/kernel': 'c'}
+
+
 def test_flatten_roundtrip():
   tree = {'a': {'b': 1, 'c': {'d': 2}}}
   assert param_tree.flatten(tree) == {'a/b': 1, 'a/c/d': 2}

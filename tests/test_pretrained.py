@@ -23,7 +23,7 @@ CONFIGS = ROOT / 'configs/fashion_mnist'
 
 
 def use_compilation_cache():
-  """As in test_adapt.py: identical programs across CLI runs compile once per session."""
+  """As in conftest.py: identical programs across CLI runs compile once per session."""
   if jax.config.jax_compilation_cache_dir is None:
     cache = tempfile.mkdtemp(prefix='jaxadapt-test-xla-')
     atexit.register(shutil.rmtree, cache, True)
@@ -35,7 +35,7 @@ use_compilation_cache()
 
 
 def smoke_model(name, num_classes=5, **extra):
-  kwargs = {**presets.MODELS[name]['kwargs'], **presets.TINY[name], **extra}
+  kwargs = {**presets.MODELS[name]['kwargs'], **models.get_spec(name).smoke, **extra}
   return models.build_model(presets.MODELS[name]['name'], num_classes, **kwargs)
 
 
@@ -166,7 +166,7 @@ def test_missing_checkpoint_path(tmp_path, cnn, capsys):
           'train',
           '--quiet',
           '--config',
-          str(CONFIGS / 'linear_probe.py') + f':smoke,checkpoint={missing}',
+          str(ROOT / 'configs/methods/linear_probe.py') + f':smoke,checkpoint={missing}',
           '--workdir',
           str(wd),
       ]

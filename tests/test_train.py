@@ -82,3 +82,24 @@ def test_unwritable_workdir(tmp_path, capsys):
   blocker.write_text('x')
   code, _, err = run(capsys, '--config', SMOKE, '--workdir', str(blocker / 'run'))
   assert code == 2 and 'cannot write to workdir' in err, err
+
+
+def test_mnist1d_sequence_run(tmp_path, mnist1d_data_dir):
+  wd = tmp_path / 'run'
+  code = cli.main(
+      [
+          'train',
+          '--quiet',
+          '--config',
+          str(ROOT / 'configs/mnist1d/train.py') + ':model=cnn1d,shuffle,smoke',
+          '--workdir',
+          str(wd),
+          f'--config.dataset.data_dir={mnist1d_data_dir}',
+      ]
+  )
+  assert code == 0
+  records = read_metrics(wd)
+  assert [r['step'] for r in records if 'train/loss' in r] == [2, 4, 6]
+  final = [r for r in records if 'test/accuracy' in r][-1]
+  assert final['step'] == 6 and 0.0 <= final['test/accuracy'] <= 1.0
+  assert 'conv3/kernel' in (wd / 'params.txt').read_text()

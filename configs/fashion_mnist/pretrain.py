@@ -2,10 +2,10 @@ r"""Upstream pretraining: from scratch on Fashion-MNIST classes 0-4 (tops, trous
 
   jaxadapt train --config configs/fashion_mnist/pretrain.py --workdir runs/pretrain
 
-The downstream configs (linear_probe, partial_ft, full_ft, lora, bitfit) load
-this run's checkpoint (`checkpoint=runs/pretrain`) and adapt it to classes
-5-9 (sandals, shirts, sneakers, bags, boots). Arguments: model = cnn | resnet
-| vit; smoke.
+The method configs (configs/methods/: linear_probe, partial_ft, full_ft, lora,
+bitfit) load this run's checkpoint (`checkpoint=runs/pretrain`) and adapt it to
+classes 5-9 (sandals, shirts, sneakers, bags, boots), or to another task with
+`dataset=digits`. Arguments: model = cnn | resnet | vit; smoke.
 """
 
 from jaxadapt import config as config_lib
@@ -14,7 +14,7 @@ from jaxadapt import presets
 
 def get_config(arg=None):
   arg = config_lib.parse_arg(arg, model='cnn', smoke=False)
-  config = presets.fashion_mnist(arg.model, presets.UPSTREAM_CLASSES)
+  config = presets.task_config('fashion_mnist', arg.model, presets.UPSTREAM_CLASSES)
   config.adapt.method = 'pretrain'
   config.num_epochs = 6.0
-  return presets.smoke(config, arg.model) if arg.smoke else config
+  return presets.smoke(config) if arg.smoke else config

@@ -14,6 +14,6 @@ from jaxadapt import presets
 
 def get_config(arg=None):
   arg = config_lib.parse_arg(arg, model='cnn', smoke=False)
-  config = presets.fashion_mnist(arg.model)
+  config = presets.task_config('fashion_mnist', arg.model)
   config.num_epochs = 10.0
-  return presets.smoke(config, arg.model) if arg.smoke else config
+  return presets.smoke(config) if arg.smoke else config

@@ -69,4 +69,4 @@ def get_config(arg=None):
   config.log_every = 250
   config.eval_every = 250
   config.ckpt_every = 1000
-  return presets.smoke(config, arg.model) if arg.smoke else config
+  return presets.smoke(config) if arg.smoke else config

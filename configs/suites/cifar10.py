@@ -12,12 +12,22 @@ Not run offline or in tests.
 
 import ml_collections
 
-FM = 'configs/fashion_mnist'  # the method files are dataset-agnostic once overridden
+from jaxadapt import config as config_lib
+
+FM = 'configs/fashion_mnist'
+METHODS = 'configs/methods'  # the method files are dataset-agnostic once overridden
+PRETRAINED = 'init.checkpoint={run:upstream}'
+
+
+def method_config(name: str, args: str = '') -> str:
+  """`<METHODS>/<name>.py[:args]`: the one place that names a method's config file."""
+  return f'{METHODS}/{name}.py' + (f':{args}' if args else '')
 
 
 def get_suite(arg=None):
-  del arg
+  arg = config_lib.parse_arg(arg, quick=False)
   s = ml_collections.ConfigDict()
+  s.report = 'adaptation'
   model = (
       'model.name=resnet',
       'model.kwargs.depth=18',
@@ -33,24 +43,36 @@ def get_suite(arg=None):
       'preprocess.eval=scale|normalize(0.49,0.48,0.45,0.25,0.24,0.26)',
   )
   s.common = data + ('eval_batch_size=200',)
-  s.upstream = dict(
-      config=f'{FM}/pretrain.py:model=resnet',
-      overrides=model + ('num_epochs=30.0', 'batch_size=256'),
+  s.runs = [
+      dict(
+          name='upstream',
+          config=f'{FM}/pretrain.py:model=resnet',
+          overrides=model + ('num_epochs=30.0', 'batch_size=256'),
+          tags=dict(task='upstream', method='pretrain'),
+      )
+  ]
+  adapted = model + (PRETRAINED,)
+  s.matrix = dict(
+      tasks=[dict(name='related', overrides=('dataset.classes=(5, 6, 7, 8, 9)',))],
+      methods=[
+          dict(name='scratch', config=f'{FM}/scratch.py:model=resnet', overrides=model),
+          dict(
+              name='linear_probe_fast',
+              config=method_config('linear_probe', 'model=resnet,fast=softmax'),
+              overrides=adapted,
+          ),
+          dict(
+              name='partial_ft',
+              config=method_config('partial_ft', 'model=resnet,k=1'),
+              overrides=adapted,
+          ),
+          dict(name='full_ft', config=method_config('full_ft', 'model=resnet'), overrides=adapted),
+          dict(name='lora', config=method_config('lora', 'model=resnet,rank=8'), overrides=adapted),
+          dict(name='bitfit', config=method_config('bitfit', 'model=resnet'), overrides=adapted),
+      ],
+      sizes=(10, 0) if arg.quick else (1, 10, 100, 1000, 0),
+      seeds=(0,) if arg.quick else (0, 1, 2),
+      batch_size=128,
+      steps=dict(epochs=30.0, min=100, max=5000),
   )
-  s.tasks = dict(related=dict(overrides=('dataset.classes=(5, 6, 7, 8, 9)',)))
-  s.methods = dict(
-      scratch=dict(config=f'{FM}/scratch.py:model=resnet', overrides=model),
-      linear_probe_fast=dict(
-          config=f'{FM}/linear_probe.py', args='model=resnet,fast=softmax', overrides=model
-      ),
-      partial_ft=dict(config=f'{FM}/partial_ft.py', args='model=resnet,k=1', overrides=model),
-      full_ft=dict(config=f'{FM}/full_ft.py', args='model=resnet', overrides=model),
-      lora=dict(config=f'{FM}/lora.py', args='model=resnet,rank=8', overrides=model),
-      bitfit=dict(config=f'{FM}/bitfit.py', args='model=resnet', overrides=model),
-  )
-  s.sizes = (1, 10, 100, 1000, 0)
-  s.seeds = (0, 1, 2)
-  s.quick = dict(sizes=(10, 0), seeds=(0,))
-  s.batch_size = 128
-  s.steps = dict(epochs=30.0, min=100, max=5000)
   return s

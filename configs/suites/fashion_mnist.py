@@ -8,9 +8,13 @@ Upstream: a small CNN (~210k params) pretrained from scratch on Fashion-MNIST
 classes 0-4. Downstream tasks:
   related   - Fashion-MNIST classes 5-9 (sandals, shirts, sneakers, bags, boots);
   unrelated - scikit-learn's 8x8 digits, resized to 28x28 (10 classes, 1,300 train, >= 109 per class).
-Every method starts from the same upstream checkpoint (scratch and the
-students from random init) and gets the same step budget for a data size.
-Argument `tiny`: a couple of steps per cell on a tiny model (for tests).
+Every method but scratch and the students starts from the upstream run's checkpoint
+(`{run:upstream}`), and every method gets the same step budget for a data size. The
+student (a ~8x smaller CNN) trains alone and taught by the full_ft run of the same task,
+size and seed. Budgets: every method at a data size gets the same steps of batch 64 (20
+epochs, clipped to [40, 300] steps) and evaluates 5 times, so the report marks cells still
+improving at the end. Arguments: quick (sizes 10 and all, one seed); tiny (a
+couple of steps per run on a tiny model, for tests).
 """
 
 import ml_collections
@@ -18,19 +22,41 @@ import ml_collections
 from jaxadapt import config as config_lib
 
 FM = 'configs/fashion_mnist'
+METHODS = 'configs/methods'  # the method config files
+PRETRAINED = 'init.checkpoint={run:upstream}'
+# The best big model trained on the same data: the full_ft run of the student's cell.
+TEACHER = "distill.teachers=('{run:{task}/full_ft/{size}/{seed}}',)"
+
+
+def method_config(name: str, args: str = '') -> str:
+  """`<METHODS>/<name>.py[:args]`: the one place that names a method's config file."""
+  return f'{METHODS}/{name}.py' + (f':{args}' if args else '')
 
 
 def get_suite(arg=None):
-  arg = config_lib.parse_arg(arg, tiny=False)
+  arg = config_lib.parse_arg(arg, tiny=False, quick=False)
   s = ml_collections.ConfigDict()
+  s.report = 'adaptation'
   model = ('model.name=cnn', 'model.kwargs.widths=(16, 32)', 'model.kwargs.dense=128')
-  s.common = ('eval_batch_size=200',)
-  s.upstream = dict(
-      config=f'{FM}/pretrain.py', overrides=model + ('num_epochs=2.0', 'batch_size=64')
-  )
-  s.tasks = dict(
-      related=dict(overrides=('dataset.classes=(5, 6, 7, 8, 9)',)),
-      unrelated=dict(
+  if arg.tiny:  # a couple of steps per run on a tiny model: every code path, in seconds
+    model += ('model.kwargs.widths=(4, 8)', 'model.kwargs.dense=16')
+    s.common = ('eval_batch_size=200', 'dataset.test_split=test[:400]')
+    upstream = ('num_epochs=0.0', 'num_steps=4', 'dataset.train_split=train[:2000]')
+  else:
+    s.common = ('eval_batch_size=200',)
+    upstream = ('num_epochs=2.0', 'batch_size=64')
+  s.runs = [
+      dict(
+          name='upstream',
+          config=f'{FM}/pretrain.py',
+          overrides=model + upstream,
+          tags=dict(task='upstream', method='pretrain'),
+      )
+  ]
+  tasks = [
+      dict(name='related', overrides=('dataset.classes=(5, 6, 7, 8, 9)',)),
+      dict(
+          name='unrelated',
           max_size=100,
           overrides=(
               'dataset.name=digits',
@@ -42,37 +68,45 @@ def get_suite(arg=None):
               'preprocess.eval=scale|resize(28,28)|normalize(0.286,0.353)',
           ),
       ),
+  ]
+  methods = [
+      dict(name='scratch', config=f'{FM}/scratch.py', overrides=model),
+      dict(
+          name='linear_probe', config=method_config('linear_probe'), overrides=model + (PRETRAINED,)
+      ),
+      dict(
+          name='linear_probe_fast',
+          config=method_config('linear_probe', 'fast=softmax'),
+          overrides=model + (PRETRAINED,),
+      ),
+      dict(
+          name='partial_ft',
+          config=method_config('partial_ft', 'k=1'),
+          overrides=model + (PRETRAINED,),
+      ),
+      dict(name='full_ft', config=method_config('full_ft'), overrides=model + (PRETRAINED,)),
+      dict(name='lora', config=method_config('lora', 'rank=4'), overrides=model + (PRETRAINED,)),
+      dict(name='bitfit', config=method_config('bitfit'), overrides=model + (PRETRAINED,)),
+      dict(name='student_alone', config=method_config('distill', 'alone')),
+      dict(name='distill', config=method_config('distill'), overrides=(TEACHER,)),
+  ]
+  if arg.tiny:  # the tiny suite exercises every code path, not every method
+    methods = [m for m in methods if m['name'] not in ('linear_probe', 'partial_ft', 'bitfit')]
+    sizes, seeds = ((10,), (0,)) if arg.quick else ((2, 10), (0,))
+    steps = dict(epochs=1.0, min=2, max=2)
+  else:
+    sizes, seeds = ((10, 0), (0,)) if arg.quick else ((1, 10, 100, 1000, 0), (0, 1, 2))
+    # The budget rule (matrix.steps_for): 20 epochs of the subset clipped to [40, 300] steps,
+    # the budget of the published tables; the report marks the cells still improving at the
+    # end (at 300 steps, "all" is under one epoch of the 27.5k related images: issue 14 raises
+    # it once the full suite is re-measured).
+    steps = dict(epochs=20.0, min=40, max=300, evals=5)
+  s.matrix = dict(
+      tasks=tasks,
+      methods=methods,
+      sizes=sizes,  # examples per class; 0 = all
+      seeds=seeds,
+      batch_size=64,
+      steps=steps,
   )
-  s.methods = dict(
-      scratch=dict(config=f'{FM}/scratch.py', overrides=model),
-      linear_probe=dict(config=f'{FM}/linear_probe.py', overrides=model),
-      linear_probe_fast=dict(config=f'{FM}/linear_probe.py', args='fast=softmax', overrides=model),
-      partial_ft=dict(config=f'{FM}/partial_ft.py', args='k=1', overrides=model),
-      full_ft=dict(config=f'{FM}/full_ft.py', overrides=model),
-      lora=dict(config=f'{FM}/lora.py', args='rank=4', overrides=model),
-      bitfit=dict(config=f'{FM}/bitfit.py', overrides=model),
-      # The student: a ~8x smaller CNN, alone and taught by the full_ft cell of the same
-      # task, size and seed (the best big model available for that data).
-      student_alone=dict(config=f'{FM}/distill.py', args='alone'),
-      distill=dict(config=f'{FM}/distill.py'),
-  )
-  s.sizes = (1, 10, 100, 1000, 0)  # examples per class; 0 = all
-  s.seeds = (0, 1, 2)
-  s.quick = dict(sizes=(10, 0), seeds=(0,))
-  s.batch_size = 64
-  s.steps = dict(epochs=20.0, min=40, max=300)
-  if arg.tiny:
-    for name in ('linear_probe', 'partial_ft', 'bitfit'):
-      del s.methods[name]  # the tiny suite exercises every code path, not every method
-    tiny = ('model.kwargs.widths=(4, 8)', 'model.kwargs.dense=16')
-    for name in s.methods:
-      if name not in ('student_alone', 'distill'):
-        s.methods[name].overrides = model + tiny
-    s.upstream.overrides = (
-        model + tiny + ('num_epochs=0.0', 'num_steps=4', 'dataset.train_split=train[:2000]')
-    )
-    s.common = ('eval_batch_size=200', 'dataset.test_split=test[:400]')
-    s.sizes, s.seeds = (2, 10), (0,)
-    s.quick = dict(sizes=(10,), seeds=(0,))
-    s.steps = dict(epochs=1.0, min=2, max=2)
   return s

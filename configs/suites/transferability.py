@@ -5,7 +5,7 @@ r"""Reproduction: Yosinski et al. 2014, "How transferable are features in deep n
 
 Fashion-MNIST's ten classes are split at random into halves A and B (one
 split per seed). baseA and baseB are the 8-weight-layer CNN of
-configs/reproductions/transferability.py trained from scratch on each half.
+configs/suites/transferability_run.py trained from scratch on each half.
 For every cut n = 1..7: BnB / AnB copy layers 1..n of baseB / baseA, freeze
 them and train re-initialised layers n+1..8 on B; BnB+ / AnB+ fine-tune the
 copied layers too. report.md and transferability.png give the paper's Fig. 2.
@@ -18,7 +18,7 @@ import numpy as np
 
 from jaxadapt import config as config_lib
 
-CONFIG = 'configs/reproductions/transferability.py'
+CONFIG = 'configs/suites/transferability_run.py'
 
 
 def class_split(seed: int) -> tuple[tuple[int, ...], tuple[int, ...]]:

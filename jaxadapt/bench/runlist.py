@@ -1,162 +1,160 @@
-"""Run-list suites: named runs with dependencies, for reproducing published results.
+"""`jaxadapt bench`: run a suite's named runs in order and record each one in results.jsonl.
 
-The matrix suites of `runner.py` (task x method x size x seed) cannot express
-"copy the first n layers of baseA into a network trained on B" or "a teacher,
-then students at five temperatures". A run-list suite names every run:
-
-  s.report = 'transferability'          # which reproduction report (repro_report.py)
-  s.published = {...}                   # the paper's numbers, shown beside ours
-  s.runs = [dict(name='s0/baseA', config='configs/...py:arg', overrides=('k=v', ...),
-                 tags=dict(split=0, variant='baseA')), ...]
-
-The config argument or an override may name an earlier run's workdir as
-`{run:NAME}` (a pretrained base, a teacher); such runs must come first and their workdirs are
-kept, the others are deleted once their record is written. `get_suite(arg)`
-receives `quick=True` for `--quick`. Like the matrix runner, finished runs are
-skipped on rerun and every config is built before the first run starts.
+Every run is an ordinary `jaxadapt train` run through the same trainer; its summary.json
+becomes one line of results.jsonl, with the run's tags and resolved config. A run's config or
+overrides may name an earlier run's workdir as `{run:NAME}` (an upstream model, a teacher):
+such workdirs are kept, every other one is deleted once its record is written. Finished runs
+are skipped on rerun, so a crashed suite resumes; runs are deterministic by seed, so a rerun
+reproduces the numbers. Every config is built before the first run starts, and suite.json
+(what the report needs) is written beside the results.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import re
 import shutil
 import time
-from typing import Any
+from typing import Any, Callable
 
+import jax
 import ml_collections
 from etils import epath
 
-from jaxadapt import config as config_lib
-from jaxadapt.bench import runner
+from jaxadapt import config as config_lib, data, fast_probe, train as train_lib
+from jaxadapt.bench import convergence, matrix, results, suite as suite_lib
+from jaxadapt.metrics import read_metrics
 
-REQUIRED = ('runs', 'report')
-_REF = re.compile(r'\{run:([^}]+)\}')
-_NAME = re.compile(r'[A-Za-z0-9_.+=-]+(/[A-Za-z0-9_.+=-]+)*')
-
-
-def is_runlist(suite: ml_collections.ConfigDict) -> bool:
-  return 'runs' in suite
-
-
-def load(spec: str, quick: bool = False) -> ml_collections.ConfigDict:
-  """Loads `suite.py[:arg]` (adding quick=True for --quick) and validates its runs."""
-  path, _, arg = spec.partition(':')
-  if quick:
-    arg = f'{arg},quick=True' if arg else 'quick=True'
-  suite = runner.load_module_suite(path, arg)
-  missing = [k for k in REQUIRED if k not in suite]
-  if missing:
-    raise runner.SuiteError(
-        f"suite {path} lacks {', '.join(missing)}; a run-list suite defines "
-        f"{', '.join(REQUIRED)}"
-    )
-  if not suite.runs:
-    raise runner.SuiteError(
-        f"suite {path} ({arg or 'no arguments'}) lists no runs; check its "
-        f'arguments (e.g. splits=0, seeds=0)'
-    )
-  seen: set[str] = set()
-  for i, run in enumerate(suite.runs):
-    name = run.get('name')
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-      raise runner.SuiteError(
-          f"suite {path}: run {i} needs a 'name' of letters, digits, "
-          f"'_.+=-' and '/', got {name!r}"
-      )
-    if name in seen:
-      raise runner.SuiteError(f"suite {path}: two runs are named '{name}'")
-    if 'config' not in run:
-      raise runner.SuiteError(f"suite {path}: run '{name}' needs a 'config' file")
-    for ref in _refs(run):
-      if ref not in seen:
-        raise runner.SuiteError(
-            f"suite {path}: run '{name}' uses {{run:{ref}}}, which is not an "
-            f"earlier run; list '{ref}' before '{name}'"
-        )
-    seen.add(name)
-  return suite
-
-
-def run_config(
-    run: dict, runs_dir: epath.Path, common: tuple[str, ...] = ()
-) -> ml_collections.ConfigDict:
-  """The run's config: its file and arguments, the suite's common overrides, then its own."""
-  resolve = lambda text: _REF.sub(lambda m: str(runs_dir / m.group(1)), text)
-  overrides = [f'--config.{resolve(o)}' for o in (*common, *run.get('overrides', ()))]
-  return config_lib.load_config(resolve(run['config']), overrides)
-
-
-def _refs(run: dict) -> list[str]:
-  """Names of the runs whose workdirs this run reads."""
-  return _REF.findall(' '.join((run['config'], *run.get('overrides', ()))))
+# The summary.json fields every record carries.
+SUMMARY_KEYS = (
+    'trainable_params',
+    'total_params',
+    'opt_state_bytes',
+    'step_flops',
+    'steps',
+    'train_flops',
+    'examples_seen',
+    'train_examples',
+    'model',
+)
 
 
 def run_suite(
-    spec: str, out: str, quick: bool = False, log=functools.partial(print, flush=True)
+    spec: str,
+    out: str,
+    quick: bool = False,
+    log: Callable[[str], Any] = functools.partial(print, flush=True),
 ) -> list[dict[str, Any]]:
-  """Runs every unfinished run of the suite in order; returns all result records."""
-  suite = load(spec, quick)
+  """Runs every unfinished run of the suite `spec` into `out`; returns all its records."""
+  suite = suite_lib.load(spec, quick)
   out_dir = epath.Path(out)
   results_path = out_dir / 'results.jsonl'
-  runs_dir = out_dir / 'runs'
-  # Every config is built before anything is written: a bad override fails at once.
-  common = tuple(suite.get('common', ()))
-  configs = {run['name']: run_config(run, runs_dir, common) for run in suite.runs}
-  # The report needs the suite's report kind and published numbers without the suite file.
-  meta = {
-      'report': suite.report,
-      'quick': quick,
-      **{
-          k: _plain(suite[k])
-          for k in ('title', 'published', 'table', 'test_examples')
-          if k in suite
-      },
-  }
   meta_path = out_dir / 'suite.json'
+  runs_dir = out_dir / 'runs'  # one workdir per run, named after it
+  meta = suite_lib.meta(suite, quick)
   if meta_path.exists():
     old = json.loads(meta_path.read_text())
     if (old.get('report'), old.get('quick')) != (meta['report'], quick):
-      raise runner.SuiteError(
+      raise suite_lib.SuiteError(
           f"{out} holds a {old.get('report')} suite{' (--quick)' if old.get('quick') else ''}; "
           f"write this {meta['report']} suite{' (--quick)' if quick else ''} to another --out"
       )
+  done = {r['cell']: r for r in results.read(results_path)}
+  remaining = [run for run in suite['runs'] if run['name'] not in done]
+  # Every config is built before anything is written: a bad override fails at once.
+  configs = {run['name']: run_config(run, runs_dir, suite['common']) for run in remaining}
+  for run in remaining:  # a finished run that a remaining one reads must still have its workdir
+    for ref in suite_lib.refs(run):
+      if ref in done and not (runs_dir / ref / 'config.json').exists():
+        raise suite_lib.SuiteError(
+            f"run '{run['name']}' needs the workdir of '{ref}', which is gone; "
+            f'delete its line from {results_path} to retrain it'
+        )
   out_dir.mkdir(parents=True, exist_ok=True)
   meta_path.write_text(json.dumps(meta, indent=1, sort_keys=True) + '\n')
 
-  done = {r['cell']: r for r in runner.read_results(results_path)}
-  referenced = {ref for run in suite.runs for ref in _refs(run)}
-  remaining = [run for run in suite.runs if run['name'] not in done]
+  referenced = {ref for run in suite['runs'] for ref in suite_lib.refs(run)}
   log(
-      f'[repro] {len(suite.runs)} runs, {len(suite.runs) - len(remaining)} already done, '
+      f"[bench] {len(suite['runs'])} runs, {len(suite['runs']) - len(remaining)} already done, "
       f'{len(remaining)} to run -> {results_path}'
   )
   t_start = time.perf_counter()
   for i, run in enumerate(remaining):
-    name = run['name']
-    for ref in _refs(run):
-      if not (runs_dir / ref / 'config.json').exists():
-        raise runner.SuiteError(
-            f"run '{name}' needs the workdir of '{ref}', which is gone; "
-            f'delete its line from {results_path} to retrain it'
-        )
-    config = configs[name]
+    name, config = run['name'], configs[run['name']]
     elapsed = time.perf_counter() - t_start
-    eta = f', ETA {runner.fmt_seconds(elapsed / i * (len(remaining) - i))}' if i else ''
+    eta = f', ETA {fmt_seconds(elapsed / i * (len(remaining) - i))}' if i else ''
+    length = f'{config.num_steps} steps' if config.num_steps else f'{config.num_epochs:g} epochs'
     log(
-        f'[{i + 1}/{len(remaining)}] {name}: {config.model.name}, '
-        f"{config.num_steps or f'{config.num_epochs:g} epochs'} steps{eta}"
+        f'[{i + 1}/{len(remaining)}] {name}: {config.model.name}, {length} of '
+        f'{config.batch_size}{eta}'
     )
-    info = {'tags': dict(run.get('tags', {}))}
-    done[name] = runner.run_cell(config, runs_dir / name, name, info, results_path)
+    workdir = runs_dir / name
+    if workdir.exists():
+      shutil.rmtree(workdir)  # a half-finished run from a crash restarts cleanly
+    t0 = time.perf_counter()
+    summary = _train_run(config, workdir)
+    if (workdir / 'metrics.jsonl').exists():
+      summary['val_curve'] = convergence.val_curve(read_metrics(workdir))
+    done[name] = _record(run, config, summary, time.perf_counter() - t0)
+    results.append(results_path, done[name])
     if name not in referenced:
-      shutil.rmtree(runs_dir / name, ignore_errors=True)
-  return [done[run['name']] for run in suite.runs]
+      shutil.rmtree(workdir, ignore_errors=True)
+  return [done[run['name']] for run in suite['runs']]
 
 
-def _plain(x: Any) -> Any:
-  """ConfigDict / tuples -> JSON-ready dicts and lists."""
-  if isinstance(x, ml_collections.ConfigDict):
-    x = x.to_dict()
-  return json.loads(json.dumps(x))
+def run_config(
+    run: dict[str, Any], runs_dir: epath.Path, common: tuple[str, ...] = ()
+) -> ml_collections.ConfigDict:
+  """The run's config: its file and arguments, the suite's common overrides, then its own;
+  then its step budget, if it has one (matrix runs), fitted to its training-set size."""
+  resolve = functools.partial(suite_lib.resolve, runs_dir=runs_dir)
+  overrides = [f'--config.{resolve(o)}' for o in (*common, *run.get('overrides', ()))]
+  config = config_lib.load_config(resolve(run['config']), overrides)
+  if 'budget' in run:
+    n_train, n_devices = _train_size(config), jax.device_count()
+    if n_train < n_devices:
+      raise suite_lib.SuiteError(
+          f"run '{run['name']}': {n_train} training examples cannot fill {n_devices} devices; "
+          f'drop that size from the suite'
+      )
+    matrix.fit_budget(config, run['budget'], n_train, n_devices)
+  return config
+
+
+def _train_size(config: ml_collections.ConfigDict) -> int:
+  return len(data.load_split(config.dataset, config.dataset.train_split)['label'])
+
+
+def _train_run(config: ml_collections.ConfigDict, workdir: epath.Path) -> dict[str, Any]:
+  """Trains one run (the suite's only call into training); returns its summary.json."""
+  if config.adapt.fast_probe:
+    fast_probe.run(config, str(workdir), quiet=True)
+  else:
+    train_lib.train(config, str(workdir), quiet=True)
+  return json.loads((workdir / 'summary.json').read_text())
+
+
+def _record(run: dict, config: ml_collections.ConfigDict, summary: dict, wall: float) -> dict:
+  """One line of results.jsonl: the run's name, tags, results, cost and resolved config."""
+  return {
+      'cell': run['name'],
+      'tags': dict(run.get('tags', {})),
+      'pretrained': bool(config.init.checkpoint),
+      'test_accuracy': summary.get('test/accuracy'),
+      'val_accuracy': summary.get('val/accuracy'),
+      # A fast probe is solved to tolerance: nothing to rise. None: too few evals to tell.
+      'val_curve': summary.get('val_curve', []),
+      'still_rising': (
+          False
+          if config.adapt.fast_probe
+          else convergence.still_rising(summary.get('val_curve', []), summary['steps'])
+      ),
+      **{k: summary[k] for k in summary if k.startswith('probe/l2')},
+      'wall_seconds': wall,
+      'config': json.loads(json.dumps(config.to_dict(), default=str)),
+      **{k: summary[k] for k in SUMMARY_KEYS},
+  }
+
+
+def fmt_seconds(seconds: float) -> str:
+  return f'{seconds / 60:.0f} min' if seconds >= 90 else f'{seconds:.0f} s'

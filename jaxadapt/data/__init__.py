@@ -1,5 +1,6 @@
-"""Data: offline TFDS builders (fashion_mnist, digits, mnist1d), in-memory split loading,
-resumable batching, on-device preprocessing."""
+"""Data: offline TFDS builders (fashion_mnist, digits, mnist1d; text: wordnet, text_file),
+in-memory split loading (text tokenised once, cached), resumable batching, on-device
+preprocessing."""
 
 from jaxadapt.data.builders import (
     DigitsLocal,
@@ -9,8 +10,8 @@ from jaxadapt.data.builders import (
     generate_mnist1d,
     read_idx,
 )
-from jaxadapt.data.datasets import dataset_info, load_eval_splits, load_split
-from jaxadapt.data.pipeline import BatchSource, eval_batches, train_source
+from jaxadapt.data.datasets import dataset_info, is_text, load_eval_splits, load_split
+from jaxadapt.data.pipeline import BatchSource, eval_batches, in_input_order, train_source
 from jaxadapt.data.preprocess import make_preprocess, output_shape
 
 __all__ = [
@@ -22,6 +23,8 @@ __all__ = [
     'default_data_dir',
     'eval_batches',
     'generate_mnist1d',
+    'in_input_order',
+    'is_text',
     'load_eval_splits',
     'load_split',
     'make_preprocess',

@@ -8,6 +8,7 @@ import hashlib
 import logging
 import os
 import random
+import zlib
 from pathlib import Path
 from typing import Iterator
 
@@ -51,22 +52,36 @@ def default_data_dir() -> str:
   return os.path.expanduser('~/.cache/jaxadapt/tensorflow_datasets')
 
 
+_IDX_FIX = (
+    'reinstall it (`apt-get install --reinstall dataset-fashion-mnist`) or replace the file, '
+    'or set config.dataset.source_dir to a directory of good IDX files'
+)
+
+
 def read_idx(path: str | os.PathLike) -> np.ndarray:
   """Parse an IDX file (optionally gzipped) of unsigned bytes into a numpy array."""
   path = Path(path)
   opener = gzip.open if path.suffix == '.gz' else open
-  with opener(path, 'rb') as f:
-    data = f.read()
+  try:
+    with opener(path, 'rb') as f:
+      data = f.read()
+  except (EOFError, zlib.error, gzip.BadGzipFile) as e:  # truncated or garbled download
+    raise DataError(f'{path} is corrupt or truncated ({e}); {_IDX_FIX}') from None
   # Header: two zero bytes, a dtype code (0x08 = uint8), number of dims, then big-endian int32 dims.
   if len(data) < 4 or data[0] != 0 or data[1] != 0:
-    raise DataError(f'{path}: not an IDX file (bad magic number)')
+    raise DataError(f'{path}: not an IDX file (bad magic number); {_IDX_FIX}')
   if data[2] != 0x08:
     raise DataError(f'{path}: IDX dtype code {data[2]:#x} unsupported (only uint8, 0x08)')
   ndim = data[3]
+  if len(data) < 4 + 4 * ndim:
+    raise DataError(f'{path}: IDX header cut short (truncated?); {_IDX_FIX}')
   shape = tuple(int(d) for d in np.frombuffer(data, dtype='>i4', count=ndim, offset=4))
   offset = 4 + 4 * ndim
   if len(data) - offset != int(np.prod(shape)):
-    raise DataError(f'{path}: header says shape {shape} but payload has {len(data) - offset} bytes')
+    raise DataError(
+        f'{path}: header says shape {shape} but the payload has {len(data) - offset} bytes '
+        f'(truncated?); {_IDX_FIX}'
+    )
   return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(shape)
 
 
@@ -123,7 +138,7 @@ def _image_label_info(
   )
 
 
-class _LocalBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+class LocalBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   """Shared base: pins `code_path` to this file.
 
   TFDS otherwise derives it via importlib.resources from the top-level
@@ -143,7 +158,7 @@ class _LocalBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     _log.info('prepared %s into %s', self.name, self.data_dir)
 
 
-class FashionMnistLocal(_LocalBuilder):
+class FashionMnistLocal(LocalBuilder):
   """Fashion-MNIST (28x28x1, 10 classes) read from local IDX files; train 60000 / test 10000."""
 
   VERSION = tfds.core.Version('1.0.0')
@@ -189,7 +204,7 @@ def digits_split_indices(num_examples: int) -> dict[str, np.ndarray]:
   return {'train': np.sort(perm[:num_train]), 'test': np.sort(perm[num_train:])}
 
 
-class DigitsLocal(_LocalBuilder):
+class DigitsLocal(LocalBuilder):
   """scikit-learn's 8x8 digits (1797 images, values rescaled 0..16 -> 0..255).
 
   sklearn ships no split, so we make one: a fixed-seed permutation (seed 0)
@@ -222,7 +237,7 @@ class DigitsLocal(_LocalBuilder):
 MNIST1D_LENGTH = 40
 
 
-class Mnist1dLocal(_LocalBuilder):
+class Mnist1dLocal(LocalBuilder):
   """MNIST-1D (Greydanus 2020): 40-step float sequences, 10 classes; train 4000 / test 1000.
 
   Generated offline by the `mnist1d` package's own generator with its default

@@ -1,4 +1,9 @@
-"""Load a dataset split fully into memory as numpy arrays, with class/example subsetting."""
+"""Load a dataset split fully into memory as numpy arrays, with class/example subsetting.
+
+Image and sequence datasets give {'image', 'label'}; text datasets (wordnet, text_file)
+give {'tokens': int32 [N, dataset.max_length], 'length', 'label'}, tokenised once and cached
+(jaxadapt/data/tokenize.py).
+"""
 
 from __future__ import annotations
 
@@ -7,13 +12,13 @@ import difflib
 import functools
 import logging
 import os
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
 
 import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
 
-from jaxadapt.data import builders
+from jaxadapt.data import builders, text_builders, tokenize
 from jaxadapt.errors import DataError
 
 # Config names of the offline builders; everything else is looked up in the TFDS catalog.
@@ -21,7 +26,11 @@ LOCAL_BUILDERS = {
     'fashion_mnist': builders.FashionMnistLocal,
     'digits': builders.DigitsLocal,
     'mnist1d': builders.Mnist1dLocal,
+    'wordnet': text_builders.WordnetSupersenses,
+    'text_file': text_builders.TextFile,
 }
+# Builders that read `dataset.source_dir`.
+_SOURCE_DIR_BUILDERS = ('fashion_mnist', 'wordnet', 'text_file')
 
 _READ_CHUNK = 10_000  # Examples per batched read; bounds the list of decoded dicts held at once.
 
@@ -54,10 +63,20 @@ def _unknown_name_error(name: str, catalog: list[str]) -> DataError:
   )
 
 
-def _make_builder(name: str, data_dir: str, source_dir: str | None) -> tfds.core.DatasetBuilder:
+class Source(NamedTuple):
+  """Where a dataset comes from; the in-process caches are keyed by it."""
+
+  name: str
+  data_dir: str
+  source_dir: str | None
+  stamp: tuple = ()  # text_file: its files' sizes and times, so an edited file is re-read
+
+
+def _make_builder(src: Source) -> tfds.core.DatasetBuilder:
+  name, data_dir, source_dir = src.name, src.data_dir, src.source_dir
   with _quiet_tfds():
     if name in LOCAL_BUILDERS:
-      kwargs = {'source_dir': source_dir} if name == 'fashion_mnist' else {}
+      kwargs = {'source_dir': source_dir} if name in _SOURCE_DIR_BUILDERS else {}
       return LOCAL_BUILDERS[name](data_dir=data_dir, file_format='array_record', **kwargs)
     # Community datasets need GCS access (and TensorFlow) to list, so stick to the built-in catalog.
     catalog = tfds.list_builders(with_community_datasets=False)
@@ -66,33 +85,135 @@ def _make_builder(name: str, data_dir: str, source_dir: str | None) -> tfds.core
     return tfds.builder(name, data_dir=data_dir, file_format='array_record')
 
 
-def _resolve(dataset_cfg: Any) -> tuple[str, str, str | None]:
+def _resolve(dataset_cfg: Any) -> Source:
   name = dataset_cfg.name
   data_dir = os.path.expanduser(_get(dataset_cfg, 'data_dir') or builders.default_data_dir())
   source_dir = _get(dataset_cfg, 'source_dir')
-  return name, data_dir, source_dir
+  stamp = text_builders.files_stamp(source_dir) if name == 'text_file' and source_dir else ()
+  return Source(name, data_dir, source_dir, stamp)
+
+
+def _check_prepared(builder: tfds.core.DatasetBuilder, name: str, data_dir: str) -> None:
+  """Catalog datasets are read, never downloaded: without network a download only hangs."""
+  if not builder.is_prepared():
+    raise DataError(
+        f"TFDS dataset '{name}' is not prepared in {builder.data_dir}; jaxadapt never downloads: "
+        f'where there is network run `tfds build {name} --data_dir DIR --file_format '
+        f'array_record` and copy DIR/{builder.name} into {data_dir} (or set '
+        f'--config.dataset.data_dir or $JAXADAPT_DATA_DIR to DIR)'
+    )
+  file_format = builder.info.file_format
+  if file_format is not None and file_format.value != 'array_record':
+    raise DataError(
+        f"TFDS dataset '{name}' in {builder.data_dir} is prepared as {file_format.value}, but "
+        f'jaxadapt reads array_record; rebuild it with `tfds build {name} --file_format '
+        f'array_record`'
+    )
 
 
 @functools.lru_cache(maxsize=8)
-def _materialise(
-    name: str, split: str, data_dir: str, source_dir: str | None
-) -> dict[str, np.ndarray]:
-  """Prepare (once, on disk) and read a whole split; cached per process, arrays read-only."""
-  builder = _make_builder(name, data_dir, source_dir)
-  with _quiet_tfds():
-    builder.download_and_prepare()
+def _prepared_builder(src: Source) -> tfds.core.DatasetBuilder:
+  """The builder with its data on disk: local builders prepare (offline) once, catalog ones must be."""
+  builder = _make_builder(src)
+  if src.name in LOCAL_BUILDERS:
+    with _quiet_tfds():
+      builder.download_and_prepare()
+  else:
+    _check_prepared(builder, src.name, src.data_dir)
+  return builder
+
+
+def _check_split(builder: tfds.core.DatasetBuilder, split: str, what: str) -> None:
+  """A split TFDS cannot read, or a slice that selects nothing, is a config error."""
+  try:
+    n = builder.info.splits[split].num_examples
+  except (ValueError, KeyError) as e:
+    raise DataError(f"{what}='{split}': {e}") from None
+  if n <= 0:
+    raise DataError(
+        f"{what}='{split}' selects no examples; a slice [start:end] needs start < end, "
+        f"e.g. 'train[:80%]' or 'train[100:200]'"
+    )
+
+
+def _split_key(dataset_cfg: Any, split: str) -> str:
+  """The config key a split string came from, for error messages."""
+  for key in ('train_split', 'val_split', 'test_split'):
+    if _get(dataset_cfg, key) == split:
+      return f'dataset.{key}'
+  return 'split'
+
+
+@functools.lru_cache(maxsize=8)
+def _materialise(src: Source, split: str) -> dict[str, np.ndarray]:
+  """Read a whole split of a prepared builder; cached per process, arrays read-only.
+
+  {'image', 'label'}, or for text {'text' (str objects), 'label'} plus WordNet's 'words'.
+  """
+  builder = _prepared_builder(src)
+  keys = [k for k in ('image', 'text', 'words') if k in builder.info.features] + ['label']
+  chunks = {k: [] for k in keys}
+  with _quiet_tfds():  # also while decoding: catalog images warn once about OpenCV
     source = builder.as_data_source(split)
-  images, labels = [], []
-  # Batched reads are ~5x faster than indexing the ArrayRecord source one item at a time.
-  for start in range(0, len(source), _READ_CHUNK):
-    items = source.__getitems__(list(range(start, min(start + _READ_CHUNK, len(source)))))
-    images.append(np.stack([ex['image'] for ex in items]))
-    labels.append(np.asarray([ex['label'] for ex in items], dtype=np.int32))
+    # Batched reads are ~5x faster than indexing the ArrayRecord source one item at a time.
+    for start in range(0, len(source), _READ_CHUNK):
+      items = source.__getitems__(list(range(start, min(start + _READ_CHUNK, len(source)))))
+      for k in keys:
+        chunks[k].append(_column(items, k))
   # Keep the builder's dtype: uint8 images, float32 MNIST-1D sequences.
-  arrays = {'image': np.concatenate(images), 'label': np.concatenate(labels)}
+  arrays = {k: np.concatenate(v) for k, v in chunks.items()}
   for array in arrays.values():
     array.setflags(write=False)  # The cache hands out the same arrays to every caller.
   return arrays
+
+
+def _column(items: list[dict], key: str) -> np.ndarray:
+  if key == 'label':
+    return np.asarray([ex['label'] for ex in items], dtype=np.int32)
+  if key in ('text', 'words'):  # TFDS hands text back as UTF-8 bytes
+    return np.asarray([ex[key].decode('utf-8') for ex in items], dtype=object)
+  return np.stack([ex[key] for ex in items])
+
+
+@functools.lru_cache(maxsize=8)
+def _tokenized(
+    src: Source,
+    split: str,
+    tokenizer: str | None,
+    max_length: int,
+    prepend_words: bool,
+) -> dict[str, np.ndarray]:
+  """{'tokens', 'length', 'label'} of a text split; cached next to the prepared data (whose
+  directory names the source), so a cached split reads no text at all."""
+  builder = _make_builder(src)
+  if prepend_words and 'words' not in builder.info.features:
+    raise DataError(f"dataset.prepend_words: dataset '{src.name}' has no words; only wordnet has")
+
+  def read() -> tuple[list[str], np.ndarray]:
+    arrays = _materialise(src, split)
+    texts = arrays['text']
+    if prepend_words:  # 'lemma, lemma: gloss'
+      texts = [f'{w}: {t}' for w, t in zip(arrays['words'], texts)]
+    return list(texts), arrays['label']
+
+  tag = f"{split}|{'words: ' if prepend_words else ''}text"
+  arrays = tokenize.tokenized_split(builder.data_path / 'tokens', tokenizer, max_length, tag, read)
+  for array in arrays.values():
+    array.setflags(write=False)
+  return arrays
+
+
+def is_text(dataset_cfg: Any) -> bool:
+  """True for datasets of strings, which load as token ids."""
+  return 'text' in _builder_features(_resolve(dataset_cfg))
+
+
+def _text_options(dataset_cfg: Any) -> tuple[str | None, int, bool]:
+  return (
+      _get(dataset_cfg, 'tokenizer'),
+      int(_get(dataset_cfg, 'max_length', 64)),
+      bool(_get(dataset_cfg, 'prepend_words', False)),
+  )
 
 
 def _select_classes(
@@ -103,46 +224,57 @@ def _select_classes(
   remap = np.full(num_classes, -1, dtype=np.int32)
   remap[list(classes)] = np.arange(len(classes), dtype=np.int32)
   keep = remap[arrays['label']] >= 0
-  return {'image': arrays['image'][keep], 'label': remap[arrays['label'][keep]]}
+  return {**{k: v[keep] for k, v in arrays.items()}, 'label': remap[arrays['label'][keep]]}
 
 
 def _select_examples(
-    arrays: dict[str, np.ndarray], per_class: int, num_classes: int, seed: int, split: str
+    arrays: dict[str, np.ndarray],
+    per_class: int,
+    num_classes: int,
+    seed: int,
+    split: str,
+    keep_small: bool = False,
 ) -> dict[str, np.ndarray]:
   rng = np.random.default_rng(seed)
   chosen = []
   for c in range(num_classes):
     candidates = np.flatnonzero(arrays['label'] == c)
-    if len(candidates) < per_class:
+    if len(candidates) < per_class and not keep_small:
       raise DataError(
           f"class {c} has only {len(candidates)} examples in split '{split}', "
-          f'fewer than dataset.examples_per_class={per_class}'
+          f'fewer than dataset.examples_per_class={per_class}; lower it or set '
+          f'dataset.keep_small_classes=True to keep all of a smaller class'
       )
-    chosen.append(rng.choice(candidates, size=per_class, replace=False))
+    chosen.append(rng.choice(candidates, size=min(per_class, len(candidates)), replace=False))
   index = np.sort(np.concatenate(chosen))  # Keep the split's original order.
   return {key: value[index] for key, value in arrays.items()}
 
 
 @functools.lru_cache(maxsize=32)
-def _builder_meta(name: str, data_dir: str, source_dir: str | None) -> tuple[int, tuple[int, ...]]:
-  """(num_classes, image_shape) from the builder's features; needs no prepared data."""
-  features = _make_builder(name, data_dir, source_dir).info.features
-  return features['label'].num_classes, tuple(int(d) for d in features['image'].shape)
+def _builder_features(src: Source):
+  """The builder's features (label classes, example shape); needs no prepared data."""
+  return _make_builder(src).info.features
 
 
 def load_split(dataset_cfg: Any, split: str) -> dict[str, np.ndarray]:
   """Return {'image': [N, *shape], 'label': int32 [N]} for a (sliceable) TFDS split.
 
   'image' has the builder's dtype and shape: uint8 [N,H,W,C] for image
-  datasets, float32 [N,40,1] for MNIST-1D.
+  datasets, float32 [N,40,1] for MNIST-1D. Text datasets give 'tokens' instead:
+  int32 [N, dataset.max_length] ids from `dataset.tokenizer`, and 'length' (ids before
+  the padding).
 
   The whole split is held in memory, which suits the small datasets this
   codebase targets (Fashion-MNIST train is 47 MB) but not ImageNet-scale data.
   Without subsetting the returned arrays are shared, read-only cache entries.
   """
-  name, data_dir, source_dir = _resolve(dataset_cfg)
-  arrays = _materialise(name, split, data_dir, source_dir)
-  num_classes, _ = _builder_meta(name, data_dir, source_dir)
+  src = _resolve(dataset_cfg)
+  _check_split(_prepared_builder(src), split, _split_key(dataset_cfg, split))
+  if is_text(dataset_cfg):
+    arrays = _tokenized(src, split, *_text_options(dataset_cfg))
+  else:
+    arrays = _materialise(src, split)
+  num_classes = _builder_features(src)['label'].num_classes
   classes = tuple(int(c) for c in _get(dataset_cfg, 'classes', ()))
   if classes:
     arrays = _select_classes(arrays, classes, num_classes)
@@ -150,19 +282,35 @@ def load_split(dataset_cfg: Any, split: str) -> dict[str, np.ndarray]:
   per_class = int(_get(dataset_cfg, 'examples_per_class', 0))
   if per_class > 0:
     arrays = _select_examples(
-        arrays, per_class, num_classes, int(_get(dataset_cfg, 'subset_seed', 0)), split
+        arrays,
+        per_class,
+        num_classes,
+        int(_get(dataset_cfg, 'subset_seed', 0)),
+        split,
+        bool(_get(dataset_cfg, 'keep_small_classes', False)),
     )
   return arrays
 
 
 def dataset_info(dataset_cfg: Any) -> dict[str, Any]:
-  """Return {'num_classes', 'image_shape'} without preparing or reading data.
+  """Return {'num_classes', 'image_shape', 'class_names'} without preparing or reading data.
 
-  image_shape is one example's shape: (H, W, C), or (length, C) for sequences.
+  image_shape is one example's shape: (H, W, C), (length, C) for sequences, or
+  (dataset.max_length,) token ids for text.
   """
-  num_classes, image_shape = _builder_meta(*_resolve(dataset_cfg))
-  classes = tuple(_get(dataset_cfg, 'classes', ()))
-  return {'num_classes': len(classes) if classes else num_classes, 'image_shape': image_shape}
+  features = _builder_features(_resolve(dataset_cfg))
+  names = tuple(features['label'].names)
+  classes = tuple(int(c) for c in _get(dataset_cfg, 'classes', ()))
+  if classes:
+    names = tuple(names[c] for c in classes if 0 <= c < len(names))
+  info = {'num_classes': len(classes) or len(names), 'class_names': names}
+  if 'text' not in features:
+    return {**info, 'image_shape': tuple(int(d) for d in features['image'].shape)}
+  tokenizer, max_length, _ = _text_options(dataset_cfg)
+  # A bad tokenizer or length fails here, before any data is prepared.
+  tok_file = tokenize.tokenizer_file(tokenizer)
+  pad_id = tokenize.pad_settings(tokenize.load_tokenizer(tok_file, max_length), tok_file)[0]
+  return {**info, 'image_shape': (max_length,), 'pad_id': pad_id}
 
 
 def load_eval_splits(dataset_cfg: Any) -> dict[str, dict[str, np.ndarray]]:

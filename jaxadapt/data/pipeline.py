@@ -100,24 +100,51 @@ class BatchSource:
     return {key: value[index] for key, value in self.arrays.items()}
 
 
+# Token batches are cut to their longest text rounded up to this many ids (few shapes to compile).
+TOKEN_BUCKET = 16
+
+
 def eval_batches(
     arrays: dict[str, np.ndarray], batch_size: int, process_index: int = 0, process_count: int = 1
 ) -> Iterator[dict[str, np.ndarray]]:
   """Yield process-local slices of global batches covering every example exactly once.
 
-  The last global batch is padded (with copies of example 0) to `batch_size`
-  so shapes never change; `mask` is float32, 1.0 for real rows and 0.0 for padding.
+  The last global batch is padded (with copies of its last example) to `batch_size`
+  so shapes never change; `mask` is float32, 1.0 for real rows and 0.0 for padding, and
+  `index` (int32) is each row's position in `arrays`.
+
+  Text ({'tokens', 'length'}) is visited shortest first and each batch's tokens are cut
+  to its longest text rounded up to TOKEN_BUCKET: the dropped columns are padding, which
+  the model masks, so outputs are the same for a fraction of the compute.
   """
   _check_processes(batch_size, process_index, process_count)
   n = _num_examples(arrays)
   rows = _process_rows(batch_size, process_index, process_count)
+  bucketed = 'tokens' in arrays and 'length' in arrays
+  order = np.argsort(arrays['length'], kind='stable') if bucketed else np.arange(n)
   for start in range(0, n, batch_size):
-    index = np.arange(start, start + batch_size)[rows]
-    real = index < n
-    index = np.where(real, index, 0)
+    global_index = order[start : start + batch_size]
+    real = np.arange(batch_size) < len(global_index)
+    global_index = np.pad(global_index, (0, batch_size - len(global_index)), mode='edge')
+    index = global_index[rows]
     batch = {key: value[index] for key, value in arrays.items()}
-    batch['mask'] = real.astype(np.float32)
+    if bucketed:  # the same cut on every process: it is the global batch's longest text
+      longest = int(arrays['length'][global_index].max())
+      width = min(-(-longest // TOKEN_BUCKET) * TOKEN_BUCKET, arrays['tokens'].shape[1])
+      batch['tokens'] = batch['tokens'][:, :width]
+    batch['mask'] = real[rows].astype(np.float32)
+    batch['index'] = index.astype(np.int32)
     yield batch
+
+
+def in_input_order(chunks: list[np.ndarray], indices: list[np.ndarray], n: int) -> np.ndarray:
+  """Per-row outputs of `eval_batches` (real rows only) put back in the order of `arrays`."""
+  values, index = np.concatenate(chunks), np.concatenate(indices)
+  if len(index) != n or len(np.unique(index)) != n:
+    raise ValueError(f'eval outputs cover {len(np.unique(index))} of {n} examples')
+  out = np.empty_like(values)
+  out[index] = values
+  return out
 
 
 def train_source(arrays: dict[str, np.ndarray], config: Any) -> BatchSource:

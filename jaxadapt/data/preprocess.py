@@ -15,6 +15,8 @@ Ops (applied left to right, after casting the input to float32):
                         np.random.RandomState(seed).permutation(positions), so permute(42) is the
                         "shuffled" MNIST-1D of Greydanus (2020)'s benchmark notebook.
 The empty spec '' is the identity (only the float32 cast).
+Token batches (integer [N, L], text models) pass through unchanged and take only the
+empty spec: every op above is for images or sequences.
 Random ops draw from the `rng` the caller passes and are the identity when train=False.
 """
 
@@ -83,9 +85,7 @@ def _normalize(args: tuple[float, ...]) -> Op:
 
   def shape(s: Shape) -> Shape:
     if half not in (1, s[-1]):
-      raise ValueError(
-          f'normalize has {half} values per statistic but images have {s[-1]} channels'
-      )
+      raise DataError(f'normalize has {half} values per statistic but images have {s[-1]} channels')
     return s
 
   return Op('normalize', lambda x, rng, train: (x - mean) / std, shape)
@@ -214,11 +214,27 @@ def parse(spec: str) -> list[Op]:
 def output_shape(spec: str, image_shape: tuple[int, ...]) -> Shape:
   """Shape of one example after `spec`, so models can be initialised before data flows."""
   shape = tuple(int(d) for d in image_shape)
+  if len(shape) == 1:  # token ids (L,)
+    _check_tokens_spec(spec)
+    return shape
   if len(shape) < 2:
     raise DataError(f'example shape must be (H, W, C) or (L, C), got {image_shape}')
   for op in parse(spec):
     shape = op.shape(shape)
   return shape
+
+
+def _check_tokens_spec(spec: str) -> None:
+  ops = parse(spec)
+  if ops:
+    raise DataError(
+        f"preprocessing op '{ops[0].name}' is for images and sequences, but this batch is "
+        f"token ids [N, L]; use an empty spec '' for text"
+    )
+
+
+def _is_tokens(x) -> bool:
+  return x.ndim == 2 and jnp.issubdtype(x.dtype, jnp.integer)
 
 
 def make_preprocess(spec: str) -> Preprocess:
@@ -233,6 +249,9 @@ def make_preprocess(spec: str) -> Preprocess:
   def preprocess(images: jax.Array, rng: jax.Array | None = None, train: bool = False) -> jax.Array:
     if train and needs_rng and rng is None:
       raise ValueError(f"preprocess spec '{spec}' has random ops: pass an rng when train=True")
+    if _is_tokens(images):
+      _check_tokens_spec(spec)
+      return jnp.asarray(images)
     if images.ndim < 3:
       raise DataError(f'expected a batch [N, H, W, C] or [N, L, C], got shape ' f'{images.shape}')
     x = jnp.asarray(images).astype(jnp.float32)

@@ -9,6 +9,7 @@ import jax
 from . import conv
 from .common import he_init, make_norm, zeros
 from .pooling import max_pool
+from .spec import Blocks, ModelSpec
 
 # nn.Conv with a kernel gradient XLA:CPU computes faster (models/conv.py); same parameters.
 Conv = functools.partial(nn.Conv, conv_general_dilated=conv.conv_general_dilated)
@@ -57,3 +58,15 @@ class CNN(nn.Module):
       return x
     x = nn.Dropout(self.dropout, deterministic=not train)(x)
     return nn.Dense(self.num_classes, kernel_init=zeros, bias_init=zeros, name='head')(x)
+
+
+SPEC = ModelSpec(
+    module=CNN,
+    input_kind='image',
+    blocks=lambda m: Blocks(
+        body=tuple(f'block{i}' for i in range(1, len(m.widths) + 1)),
+        post=('dense',) if m.dense else (),
+    ),
+    lora_targets=r'(block\d+/conv\d+|dense)/kernel',
+    smoke=dict(widths=(4, 8), dense=16),
+)

@@ -1,6 +1,7 @@
 """Small helpers shared by the model definitions."""
 
 import math
+import re
 
 import flax.linen as nn
 from jaxadapt.errors import UserError
@@ -31,3 +32,13 @@ def make_norm(kind: str, channels: int, name: str) -> nn.Module | None:
   if kind == 'none':
     return None
   raise ModelError(f'unknown norm {kind!r}; choose one of: layer, group, none')
+
+
+# Leaves that are constants of the model, not parameters to learn: frozen BatchNorm
+# statistics (resnet_bn). The trainer freezes them whatever adapt.trainable says.
+_CONSTANT = re.compile(r'(.*/)?(norm\d*|proj_norm)/(mean|var)')
+
+
+def is_constant(path: str) -> bool:
+  """True for a parameter path that must never train (frozen BatchNorm statistics)."""
+  return bool(_CONSTANT.fullmatch(path))

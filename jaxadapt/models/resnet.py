@@ -7,6 +7,7 @@ import jax.numpy as jnp
 from . import conv
 from .common import ModelError, he_init, num_groups, zeros
 from .pooling import max_pool
+from .spec import Blocks, ModelSpec
 
 # depth -> (blocks per stage, bottleneck?)
 STAGE_SIZES = {
@@ -147,3 +148,15 @@ class ResNet(nn.Module):
     if features_only:
       return x
     return nn.Dense(self.num_classes, kernel_init=zeros, bias_init=zeros, name='head')(x)
+
+
+SPEC = ModelSpec(
+    module=ResNet,
+    input_kind='image',
+    # A stage is the unit of depth here: stages, not residual blocks, are what partial_ft unfreezes.
+    blocks=lambda m: Blocks(
+        stem=('stem',), body=tuple(f'stage{i}' for i in range(1, m.num_stages + 1))
+    ),
+    lora_targets=r'stage\d+/block\d+/conv\d+/kernel',
+    smoke=dict(width=4, num_stages=2),
+)

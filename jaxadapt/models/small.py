@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from .common import zeros
+from .spec import Blocks, ModelSpec
 
 # PyTorch's kaiming_uniform(a=sqrt(5)) default is uniform(+-1/sqrt(fan_in)): variance 1/(3 fan_in).
 torch_kernel = nn.initializers.variance_scaling(1 / 3, 'fan_in', 'uniform')
@@ -160,3 +161,37 @@ class GRU(nn.Module):
     if features_only:
       return h
     return _head(h, self.num_classes, self.dropout, train)
+
+
+LINEAR_SPEC = ModelSpec(
+    module=Linear,
+    input_kind='sequence',
+    blocks=lambda m: Blocks(),
+    lora_targets=None,
+    no_lora='it has only the head; use linear_probe',
+)
+MLP_SPEC = ModelSpec(
+    module=MLP,
+    input_kind='sequence',
+    blocks=lambda m: Blocks(body=tuple(f'fc{i}' for i in range(1, len(m.widths) + 1))),
+    lora_targets=r'fc\d+/kernel',
+    smoke=dict(widths=(16, 16)),
+)
+CNN1D_SPEC = ModelSpec(
+    module=CNN1D,
+    input_kind='sequence',
+    blocks=lambda m: Blocks(body=tuple(f'conv{i}' for i in range(1, len(m.kernel_sizes) + 1))),
+    lora_targets=None,
+    no_lora=(
+        'its Conv1D kernels are 3D and LoRA adapts 2D Dense and 4D Conv kernels; '
+        'use bitfit or partial_ft instead'
+    ),
+    smoke=dict(channels=4),
+)
+GRU_SPEC = ModelSpec(
+    module=GRU,
+    input_kind='sequence',
+    blocks=lambda m: Blocks(body=('gru',)),  # one recurrent layer: one block
+    lora_targets=r'gru/.*/(i|h)[rzn]/kernel',
+    smoke=dict(hidden=2),
+)

@@ -1,0 +1,125 @@
+r"""The fast linear probe against scikit-learn's LogisticRegression on frozen MiniLM features.
+
+  .venv/bin/python benchmarks/text_probe_vs_sklearn.py [--train-limit N] [--out probe.json]
+
+One pass of all-MiniLM-L6-v2 (mean-pooled, as configs/text/wordnet.py:method=linear_probe
+builds it) over the WordNet training split (timed: the cached-feature probe's cost) and the
+test split; then, at several training-set sizes per class (3 subsets each), the fast probe's
+heads (`softmax`, `ridge`) and a plain StandardScaler + LogisticRegression fitted on the
+same features and scored on the same test glosses. Prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import time
+
+import jax
+import numpy as np
+
+from jaxadapt import config as config_lib
+from jaxadapt import data, evaluate, experiment, probe, sharding
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SIZES = (8, 32, 128, 512, 0)  # examples per class; 0 = the whole training split
+SEEDS = (0, 1, 2)
+
+
+def subset(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
+  """Row indices: up to `per_class` random rows of each class (all rows for 0)."""
+  if per_class == 0:
+    return np.arange(len(labels))
+  rng = np.random.default_rng(seed)
+  rows = [
+      rng.choice(np.flatnonzero(labels == c), min(per_class, np.sum(labels == c)), replace=False)
+      for c in np.unique(labels)
+  ]
+  return np.sort(np.concatenate(rows))
+
+
+def sklearn_probe(x: np.ndarray, y: np.ndarray, x_test: np.ndarray) -> np.ndarray:
+  from sklearn.linear_model import LogisticRegression
+  from sklearn.pipeline import make_pipeline
+  from sklearn.preprocessing import StandardScaler
+
+  model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000))
+  return model.fit(x, y).predict(x_test)
+
+
+def scores(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> dict[str, float]:
+  confusion = evaluate.confusion_matrix(labels, preds, num_classes)
+  return {'accuracy': float(np.mean(labels == preds)), **evaluate.macro_scores(confusion)}
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--train-limit', type=int, default=0, help='first N training glosses only')
+  parser.add_argument('--out', help='also write the results as JSON here')
+  args = parser.parse_args()
+
+  config = config_lib.load_config(f"{ROOT / 'configs/text/wordnet.py'}:method=linear_probe")
+  mesh = sharding.make_mesh(config.mesh)
+  info = data.dataset_info(config.dataset)
+  split = f'train[:{args.train_limit}]' if args.train_limit else 'train'
+  train, test = data.load_split(config.dataset, split), data.load_split(config.dataset, 'test')
+  exp = experiment.build(config, mesh, info, total_steps=1)
+  extract = lambda arrays: probe.extract_features(
+      exp.forward, exp.params, exp.preprocess_eval, arrays, config.eval_batch_size, mesh
+  )
+  extract({k: v[:8] for k, v in train.items()})  # compile outside the timing
+  t0 = time.perf_counter()
+  feats = extract(train)
+  feature_s = time.perf_counter() - t0
+  tokens = int(train['length'].sum())
+  print(
+      f"features: {len(train['label'])} training glosses ({tokens} tokens before padding) in "
+      f'{feature_s:.1f} s on {jax.device_count()} {jax.devices()[0].platform} device(s)'
+  )
+  test_feats = extract(test)
+
+  rows = []
+  c = info['num_classes']
+  for per_class in SIZES:
+    for seed in SEEDS if per_class else SEEDS[:1]:
+      idx = subset(train['label'], per_class, seed)
+      x, y = feats[idx], train['label'][idx]
+      row = {'per_class': per_class, 'seed': seed, 'train_examples': len(idx)}
+      for kind in probe.KINDS:
+        t = time.perf_counter()
+        head = probe.fit_head(
+            kind, x, y, c, l2=config.adapt.probe_l2, epochs=config.adapt.probe_epochs
+        )
+        row[f'{kind}_fit_s'] = time.perf_counter() - t
+        row[kind] = probe.score(test_feats, test['label'], head)
+      t = time.perf_counter()
+      row['sklearn'] = scores(test['label'], sklearn_probe(x, y, test_feats), c)
+      row['sklearn_fit_s'] = time.perf_counter() - t
+      rows.append(row)
+      print(json.dumps(row))
+
+  print(
+      '\n| per class | train | softmax acc / macro F1 | ridge acc / macro F1 | sklearn LR acc / '
+      'macro F1 | softmax - sklearn (acc points) | softmax fit s | sklearn fit s |'
+  )
+  print('|---:|---:|---|---|---|---:|---:|---:|')
+  for per_class in SIZES:
+    rs = [r for r in rows if r['per_class'] == per_class]
+    mean = lambda kind, key: 100 * np.mean([r[kind][key] for r in rs])
+    cell = lambda kind: f"{mean(kind, 'accuracy'):.1f} / {mean(kind, 'macro_f1'):.1f}"
+    gap = mean('softmax', 'accuracy') - mean('sklearn', 'accuracy')
+    print(
+        f"| {per_class or 'all'} | {int(np.mean([r['train_examples'] for r in rs]))} "
+        f"| {cell('softmax')} | {cell('ridge')} | {cell('sklearn')} | {gap:+.1f} "
+        f"| {np.mean([r['softmax_fit_s'] for r in rs]):.1f} "
+        f"| {np.mean([r['sklearn_fit_s'] for r in rs]):.1f} |"
+    )
+  if args.out:
+    pathlib.Path(args.out).write_text(
+        json.dumps({'feature_seconds': feature_s, 'tokens': tokens, 'rows': rows}, indent=1)
+    )
+
+
+if __name__ == '__main__':
+  main()

@@ -1,0 +1,76 @@
+"""What the report kinds share: the Report they return, figures, number formats, the page.
+
+Every helper is deterministic (no timestamps, no version strings in PNGs), so a report is a
+pure function of results.jsonl and suite.json.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Report:
+  """A written report: report.md's text, the figures beside it, what the terminal shows."""
+
+  markdown: str
+  plots: list[str]
+  summary: str
+
+
+def figure(width: float, height: float):
+  """A matplotlib Figure on an Agg canvas: no pyplot global state, safe in tests."""
+  # Imported here so importing a report stays cheap.
+  from matplotlib.backends.backend_agg import FigureCanvasAgg
+  from matplotlib.figure import Figure
+
+  fig = Figure(figsize=(width, height), dpi=120)
+  FigureCanvasAgg(fig)
+  return fig
+
+
+def save(fig, out: str, name: str) -> str:
+  """Writes `fig` to out/name; returns the path."""
+  path = os.path.join(out, name)
+  fig.savefig(path, dpi=120, metadata={'Software': None})  # no version string: stable bytes
+  return path
+
+
+def stats(values: list[float]) -> tuple[float, float, int]:
+  """Mean, sample std (0 for one value) and count."""
+  a = np.asarray(values, dtype=np.float64)
+  return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0, len(a)
+
+
+def pct(mean: float, std: float | None = None, n: int = 1) -> str:
+  """An accuracy in percent, with its std when there is more than one value."""
+  if std is None or n < 2:
+    return f'{100 * mean:.1f}'
+  return f'{100 * mean:.1f} ± {100 * std:.1f}'
+
+
+def training_minutes(records: list[dict]) -> str:
+  return (
+      f"{len(records)} runs, {sum(r.get('wall_seconds', 0.0) for r in records) / 60:.1f} min "
+      f'of training (sum of run wall times)'
+  )
+
+
+def page(meta: dict, body: str, plots: list[str]) -> Report:
+  """A reproduction's report: the suite's title, a quick-variant note, body, figures.
+
+  The terminal shows the whole page.
+  """
+  title = meta.get('title') or meta['report']
+  quick = (
+      '\n_Quick variant: tiny models and steps; the numbers only show that it runs._\n'
+      if meta.get('quick')
+      else ''
+  )
+  text = f'# {title}\n{quick}\n{body.rstrip()}\n'
+  for p in plots:
+    text += f'\n![{os.path.basename(p)[:-4]}]({os.path.basename(p)})\n'
+  return Report(text, plots, text)
