@@ -91,7 +91,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.distill.cache_logits = False  # precompute teacher logits once (needs un-augmented data)
 
   c.batch_size = 128  # global batch, split over all devices and processes
-  c.eval_batch_size = 1000
+  # Examples per eval step. On CPU, 200 evaluated the default CNN 1.4x faster than 1000
+  # (XLA:CPU's convolutions cost more per example on big batches); raise it on accelerators.
+  c.eval_batch_size = 200
   c.num_epochs = 10.0  # used when num_steps is 0
   c.num_steps = 0
 

@@ -43,7 +43,7 @@ def get_suite(arg=None):
     s.common = ('eval_batch_size=200', 'dataset.test_split=test[:400]')
     upstream = ('num_epochs=0.0', 'num_steps=4', 'dataset.train_split=train[:2000]')
   else:
-    s.common = ('eval_batch_size=1000',)
+    s.common = ('eval_batch_size=200',)
     upstream = ('num_epochs=2.0', 'batch_size=64')
   s.runs = [
       dict(
