@@ -19,6 +19,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Iterator, NamedTuple
@@ -186,17 +187,16 @@ def image_shape(listing: Listing, inspection: Inspection, image_size: int) -> tu
   return (*inspection.sizes[0], inspection.channels)
 
 
-def decode(data: bytes, shape: tuple[int, int, int]) -> np.ndarray:
-  """Encoded JPEG/PNG bytes -> uint8 [H, W, C] of `shape` (bilinear resize when needed)."""
+def decode(data: bytes, channels: int, hw: tuple[int, int] | None = None) -> np.ndarray:
+  """Encoded JPEG/PNG bytes -> uint8 [H, W, channels], bilinear-resized to hw when given."""
   from PIL import Image
 
-  h, w, c = shape
-  image = Image.open(io.BytesIO(data))
-  image = image.convert('L' if c == 1 else 'RGB')
-  if image.size != (w, h):
-    image = image.resize((w, h), Image.BILINEAR)
+  from jaxadapt.data import host_ops  # The one resize: in-memory and streamed pixels agree.
+
+  image = Image.open(io.BytesIO(data)).convert('L' if channels == 1 else 'RGB')
   array = np.asarray(image, dtype=np.uint8)
-  return array[..., None] if c == 1 else array
+  array = array[..., None] if channels == 1 else array
+  return host_ops.resize(array, hw) if hw else array
 
 
 @dataclasses.dataclass(eq=False)
@@ -215,7 +215,16 @@ class ImageFolder(LocalBuilder):
 
   VERSION = tfds.core.Version('1.0.0')
 
-  def __init__(self, *, source_dir: str | None = None, data_dir: str | None = None, **kwargs):
+  def __init__(
+      self,
+      *,
+      source_dir: str | None = None,
+      data_dir: str | None = None,
+      config: ImageFolderConfig | None = None,
+      **kwargs,
+  ):
+    if config is not None and not source_dir:  # unpickled (grain workers): TFDS passes config
+      source_dir = config.source_dir
     if not source_dir:
       raise DataError(
           'dataset.name=image_folder needs dataset.source_dir: a folder with one subfolder of '
@@ -226,7 +235,12 @@ class ImageFolder(LocalBuilder):
     scans = Path(data_dir or '.') / 'image_folder' / 'scans'
     self.inspection = inspect_folder(self.listing, scans)
     config = ImageFolderConfig(name='src_' + self.listing.digest, source_dir=str(self.listing.root))
-    super().__init__(config=config, data_dir=data_dir, **kwargs)
+    absl_logger = logging.getLogger('absl')
+    level, _ = absl_logger.level, absl_logger.setLevel(logging.ERROR)  # 'custom data config'
+    try:
+      super().__init__(config=config, data_dir=data_dir, **kwargs)
+    finally:
+      absl_logger.setLevel(level)
 
   def _info(self) -> tfds.core.DatasetInfo:
     return tfds.core.DatasetInfo(
