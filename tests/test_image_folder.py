@@ -38,10 +38,16 @@ def test_prepared_folder_gives_back_every_image_with_its_class(tmp_path):
   written = make_folder(tmp_path / 'src', classes=('zebra', 'ant', 'cat'))
   cfg = _cfg(tmp_path / 'src', tmp_path / 'data')
   info = dataset_info(cfg)
-  assert info == {'num_classes': 3, 'class_names': ('ant', 'cat', 'zebra'), 'image_shape': (8, 8, 3)}
+  assert info == {
+      'num_classes': 3,
+      'class_names': ('ant', 'cat', 'zebra'),
+      'image_shape': (8, 8, 3),
+  }
   for split in ('train', 'test'):
     arrays = load_split(cfg, split)
-    got = {img.tobytes(): info['class_names'][l] for img, l in zip(arrays['image'], arrays['label'])}
+    got = {
+        img.tobytes(): info['class_names'][l] for img, l in zip(arrays['image'], arrays['label'])
+    }
     assert got == {k: c for (s, k), c in written.items() if s == split}
   # Encoded bytes are stored, not pixels: every record is one of the PNG files, byte for byte.
   files = {p.read_bytes() for p in (tmp_path / 'src' / 'train').rglob('*.png')}
@@ -131,7 +137,9 @@ def test_a_changed_folder_is_prepared_again(tmp_path):
   make_folder(tmp_path / 'src')
   cfg = _cfg(tmp_path / 'src', tmp_path / 'data')
   assert len(load_split(cfg, 'train')['label']) == 10
-  Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / 'src' / 'train' / 'cat' / 'new.png')
+  Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(
+      tmp_path / 'src' / 'train' / 'cat' / 'new.png'
+  )
   assert len(load_split(cfg, 'train')['label']) == 11
 
 

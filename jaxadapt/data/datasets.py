@@ -166,7 +166,9 @@ def _materialise(src: Source, split: str, shape: tuple | None = None) -> dict[st
     for start in range(0, len(source), _READ_CHUNK):
       items = source.__getitems__(list(range(start, min(start + _READ_CHUNK, len(source)))))
       if shape is not None:
-        items = [{**ex, 'image': image_folder.decode(ex['image'], shape[2], shape[:2])} for ex in items]
+        items = [
+            {**ex, 'image': image_folder.decode(ex['image'], shape[2], shape[:2])} for ex in items
+        ]
       for k in keys:
         chunks[k].append(_column(items, k))
   # Keep the builder's dtype: uint8 images, float32 MNIST-1D sequences.
@@ -277,7 +279,7 @@ def decoded_shape(dataset_cfg: Any) -> tuple[int, int, int] | None:
   if src.name != 'image_folder':
     if image_size:
       raise DataError(
-          f"dataset.image_size={image_size} only applies to image_folder; resize dataset "
+          f'dataset.image_size={image_size} only applies to image_folder; resize dataset '
           f"'{src.name}' with the preprocess op resize(size)"
       )
     return None

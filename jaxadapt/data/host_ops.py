@@ -113,7 +113,7 @@ HOST_OPS: dict[str, Callable[[tuple[float, ...]], HostOp]] = {
 
 
 def parse(spec: str) -> list[HostOp]:
-  """"op|op(args)" -> HostOps; the same grammar as preprocess.parse, with the host ops."""
+  """ "op|op(args)" -> HostOps; the same grammar as preprocess.parse, with the host ops."""
   ops = []
   for token in spec.split('|') if spec.strip() else []:
     match = preprocess._TOKEN.match(token)

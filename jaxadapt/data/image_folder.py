@@ -113,7 +113,10 @@ def list_folder(source_dir: str) -> Listing:
         f'(or <source_dir>/train/<class>/<image>)'
     )
   empty = sorted(
-      f'{split}/{c}'.lstrip('/') for split, cs in per_split.items() for c, fs in cs.items() if not fs
+      f'{split}/{c}'.lstrip('/')
+      for split, cs in per_split.items()
+      for c, fs in cs.items()
+      if not fs
   )
   if empty:
     raise DataError(
@@ -267,4 +270,6 @@ class ImageFolder(LocalBuilder):
 
 def is_encoded(features) -> bool:
   """True when a builder's 'image' feature holds encoded bytes (image_folder)."""
-  return 'image' in features and features['image'].shape == () and features['image'].np_dtype == object
+  return (
+      'image' in features and features['image'].shape == () and features['image'].np_dtype == object
+  )

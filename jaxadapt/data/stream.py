@@ -33,8 +33,16 @@ def _stack(examples: Sequence[dict]) -> dict[str, np.ndarray]:
 class _Example:
   """Position k of this process's stream -> its example, decoded and augmented (picklable)."""
 
-  def __init__(self, source, seed: int, global_batch: int, process_index: int, process_count: int,
-               shape: tuple[int, ...] | None, host_spec: str):
+  def __init__(
+      self,
+      source,
+      seed: int,
+      global_batch: int,
+      process_index: int,
+      process_count: int,
+      shape: tuple[int, ...] | None,
+      host_spec: str,
+  ):
     self.source, self.seed, self.global_batch = source, seed, global_batch
     self.local_batch = global_batch // process_count
     self.first_row = process_index * self.local_batch
