@@ -16,6 +16,7 @@ changing the folder prepares it again. Before writing anything every file is ope
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import io
 import json
@@ -80,12 +81,29 @@ def _bad_files_error(root: Path, bad: list[str], what: str) -> DataError:
   )
 
 
+def _folders_stamp(root: Path) -> tuple:
+  """Modification times of the folder, its split and its class folders: a few stats."""
+  dirs = [root] + [p for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
+  dirs += [q for p in dirs[1:] if p.name in SPLIT_FOLDERS for q in p.iterdir() if q.is_dir()]
+  return tuple((str(p), p.stat().st_mtime_ns) for p in dirs)
+
+
 def list_folder(source_dir: str) -> Listing:
-  """Class names, per-split files and the folder's digest; errors for a malformed layout."""
+  """Class names, per-split files and the folder's digest; errors for a malformed layout.
+
+  Stats every file (about 1.5 s per 70,000 images here); within one process a listing is
+  reused while no folder's modification time changes (adding, removing or renaming files).
+  """
   root = Path(os.path.expanduser(source_dir)).resolve()
+  return _list_folder(root, _folders_stamp(root))
+
+
+@functools.lru_cache(maxsize=4)
+def _list_folder(root: Path, stamp: tuple) -> Listing:
+  del stamp  # only part of the cache key
   if not root.is_dir():
     raise DataError(
-        f'image_folder: dataset.source_dir={source_dir} is not a directory; point it at a '
+        f'image_folder: dataset.source_dir={root} is not a directory; point it at a '
         f'folder with one subfolder of JPEG/PNG images per class'
     )
   top = [p.name for p in _visible(root) if p.is_dir()]
