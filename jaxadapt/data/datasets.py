@@ -305,7 +305,8 @@ def load_split(dataset_cfg: Any, split: str) -> dict[str, np.ndarray]:
   the padding).
 
   The whole split is held in memory, which suits the small datasets this
-  codebase targets (Fashion-MNIST train is 47 MB) but not ImageNet-scale data.
+  codebase targets (Fashion-MNIST train is 47 MB) but not ImageNet-scale data: for that,
+  dataset.stream=True reads training batches from disk (jaxadapt/data/stream.py).
   Without subsetting the returned arrays are shared, read-only cache entries.
   """
   src = _resolve(dataset_cfg)
