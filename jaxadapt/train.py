@@ -139,7 +139,9 @@ def _train(config, workdir, lock: workdir_lock.WorkdirLock, quiet: bool) -> dict
       donate_argnums=0,
   )
   # Compile ahead of time: the same executable runs the loop and reports its FLOPs.
-  train_step = train_step.lower(state, sharding.global_batch(source.batch(0), mesh), aux).compile()
+  # The first batch the loop reads: a streamed source then starts its workers only once.
+  first_batch = sharding.global_batch(source.batch(start), mesh)
+  train_step = train_step.lower(state, first_batch, aux).compile()
   # XLA's cost analysis counts a loop body once: with accumulation, once per micro-batch.
   step_flops = cost.compiled_flops(train_step) * config.optim.accumulate
   eval_step = jax.jit(
