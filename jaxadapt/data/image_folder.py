@@ -22,6 +22,7 @@ import io
 import json
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Iterator, NamedTuple
 
@@ -36,6 +37,8 @@ IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png')
 SPLIT_FOLDERS = ('train', 'val', 'test')
 HASH_SPLIT_BUCKETS = {'train': range(0, 8), 'val': range(8, 9), 'test': range(9, 10)}
 _SHOW_BAD = 5  # bad files named in the error; the rest are counted
+# Progress bars refresh often on a terminal, rarely in a log file.
+_BAR_EVERY = 0.5 if sys.stderr.isatty() else 30.0
 
 
 class Listing(NamedTuple):
@@ -74,7 +77,9 @@ def _class_files(split_dir: Path, root: Path) -> tuple[dict[str, list[Path]], li
 
 
 def _bad_files_error(root: Path, bad: list[str], what: str) -> DataError:
-  shown = ', '.join(bad[:_SHOW_BAD]) + (f' and {len(bad) - _SHOW_BAD} more' if len(bad) > 5 else '')
+  shown = ', '.join(bad[:_SHOW_BAD]) + (
+      f' and {len(bad) - _SHOW_BAD} more' if len(bad) > _SHOW_BAD else ''
+  )
   return DataError(
       f'image_folder {root}: {len(bad)} {what} ({shown}); remove or fix them '
       f'(only JPEG and PNG files inside class folders are read)'
@@ -178,7 +183,8 @@ def inspect_folder(listing: Listing, cache_dir: Path) -> Inspection:
   counts: dict[tuple[int, int], int] = {}
   bad, gray = [], True
   every = [rel for files in listing.files.values() for rel, _ in files]
-  for rel in tqdm(every, desc='image_folder: checking images', unit='img', leave=False):
+  bar = tqdm(every, desc='image_folder: checking images', unit='img', mininterval=_BAR_EVERY)
+  for rel in bar:
     try:
       (w, h), mode = _open_image(listing.root / rel)
     except Exception:  # Pillow raises many types for broken files; each is a bad file here
@@ -282,7 +288,8 @@ class ImageFolder(LocalBuilder):
 
   def _generate_examples(self, split: str) -> Iterator[tuple[str, dict]]:
     files = self.listing.files[split]
-    for rel, label in tqdm(files, desc=f'image_folder: preparing {split}', unit='img'):
+    bar = tqdm(files, desc=f'image_folder: preparing {split}', unit='img', mininterval=_BAR_EVERY)
+    for rel, label in bar:
       yield rel, {'image': (self.listing.root / rel).read_bytes(), 'label': label}
 
 
