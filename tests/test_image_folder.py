@@ -159,3 +159,14 @@ def test_jpeg_folder_is_read(tmp_path):
   arrays = load_split(_cfg(tmp_path / 'src', tmp_path / 'data'), 'train')
   assert arrays['image'].shape[1:] == (16, 16, 3)
   assert os.path.isdir(tmp_path / 'data' / 'image_folder')
+
+
+def test_a_split_too_big_for_tfds_without_tensorflow_is_a_clear_error(tmp_path, monkeypatch):
+  """Catches: TFDS's shuffler failing mid-preparation with ModuleNotFoundError: tensorflow
+  once a split's bytes pass its in-memory limit (1 GB; a 100,000-JPEG folder did)."""
+  from tensorflow_datasets.core import shuffle
+
+  make_folder(tmp_path / 'src')
+  monkeypatch.setattr(shuffle, 'MAX_MEM_BUFFER_SIZE', 100)
+  with pytest.raises(DataError, match='needs TensorFlow'):
+    load_split(_cfg(tmp_path / 'src', tmp_path / 'data'), 'train')

@@ -284,6 +284,7 @@ class ImageFolder(LocalBuilder):
     )
 
   def _split_generators(self, dl_manager):
+    _check_writable_without_tensorflow(self.listing)
     return {split: self._generate_examples(split) for split in self.listing.files}
 
   def _generate_examples(self, split: str) -> Iterator[tuple[str, dict]]:
@@ -291,6 +292,27 @@ class ImageFolder(LocalBuilder):
     bar = tqdm(files, desc=f'image_folder: preparing {split}', unit='img', mininterval=_BAR_EVERY)
     for rel, label in bar:
       yield rel, {'image': (self.listing.root / rel).read_bytes(), 'label': label}
+
+
+def _check_writable_without_tensorflow(listing: Listing) -> None:
+  """TFDS's writer shuffles a split in memory up to 1 GB and spills to disk beyond it through
+  TensorFlow's file API; without TensorFlow that fails mid-way with a traceback."""
+  from tensorflow_datasets.core import shuffle
+
+  try:
+    import tensorflow  # noqa: F401  (only to know whether the spill can work)
+
+    return
+  except ImportError:
+    pass
+  for split, files in listing.files.items():
+    size = sum((listing.root / rel).stat().st_size for rel, _ in files)
+    if size > shuffle.MAX_MEM_BUFFER_SIZE:
+      raise DataError(
+          f'image_folder {listing.root}: split {split} holds {size / 2**30:.1f} GiB of images; '
+          f'preparing more than {shuffle.MAX_MEM_BUFFER_SIZE / 2**30:.2f} GiB per split needs '
+          f'TensorFlow (pip install tensorflow-cpu) for TFDS to write it; or split the folder'
+      )
 
 
 def is_encoded(features) -> bool:
