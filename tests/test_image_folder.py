@@ -79,7 +79,7 @@ def test_unreadable_and_non_image_files_are_listed_in_one_error(tmp_path):
     dataset_info(_cfg(tmp_path / 'src', tmp_path / 'data'))
   assert '2 unreadable' in str(e.value) and 'cat/broken.png' in str(e.value)
   assert 'dog/cut.png' in str(e.value)
-  assert not (tmp_path / 'data' / 'image_folder' / 'src_').exists()
+  assert not list((tmp_path / 'data' / 'image_folder').glob('records_*'))
   assert not list((tmp_path / 'data').rglob('*.array_record*'))
 
   (tmp_path / 'src' / 'dog' / 'notes.txt').write_text('hi')
@@ -161,12 +161,91 @@ def test_jpeg_folder_is_read(tmp_path):
   assert os.path.isdir(tmp_path / 'data' / 'image_folder')
 
 
-def test_a_split_too_big_for_tfds_without_tensorflow_is_a_clear_error(tmp_path, monkeypatch):
-  """Catches: TFDS's shuffler failing mid-preparation with ModuleNotFoundError: tensorflow
-  once a split's bytes pass its in-memory limit (1 GB; a 100,000-JPEG folder did)."""
-  from tensorflow_datasets.core import shuffle
+def test_preparation_streams_images_into_shards_and_reads_every_row_in_order(tmp_path, monkeypatch):
+  """Catches: a split held in memory while writing (TFDS's writer held up to 1 GB and then
+  needed TensorFlow), rows lost or reordered across shard boundaries, or a slice that crosses
+  shards reading the wrong rows."""
+  import tracemalloc
 
-  make_folder(tmp_path / 'src')
-  monkeypatch.setattr(shuffle, 'MAX_MEM_BUFFER_SIZE', 100)
-  with pytest.raises(DataError, match='needs TensorFlow'):
-    load_split(_cfg(tmp_path / 'src', tmp_path / 'data'), 'train')
+  from array_record.python import array_record_module  # noqa: F401  (imported before tracing)
+
+  from jaxadapt.data import folder_records
+
+  make_folder(tmp_path / 'src', per_class=30, size=(96, 96))  # ~28 KB noise PNGs
+  listing = image_folder.list_folder(str(tmp_path / 'src'))
+  train = folder_records.row_order(listing.files['train'])
+  expected = [(listing.root / rel).read_bytes() for rel, _ in train]
+  total, largest = sum(map(len, expected)), max(map(len, expected))
+  monkeypatch.setattr(folder_records, 'SHARD_BYTES', 4 * largest)
+  dest = tmp_path / 'prepared'
+  tracemalloc.start()
+  try:
+    folder_records.write(dest, listing.root, listing.files, listing.class_names, listing.digest)
+    peak = tracemalloc.get_traced_memory()[1]
+  finally:
+    tracemalloc.stop()
+  assert peak < total / 4, (peak, total)  # a few images at a time, never the split
+  assert len(list(dest.glob('train-*.array_record'))) >= 10
+  meta = folder_records.read_meta(dest)
+  assert meta['class_names'] == ['cat', 'dog'] and sum(meta['splits']['train']) == len(train)
+  rows = folder_records.Records(folder_records.shard_paths(dest, meta, 'train'))
+  assert [rows[i]['image'] for i in range(len(rows))] == expected
+  assert [rows[i]['label'] for i in range(len(rows))] == [label for _, label in train]
+  part = folder_records.Records(folder_records.shard_paths(dest, meta, 'train[5:50]'))
+  assert [r['image'] for r in part.__getitems__(list(range(len(part))))] == expected[5:50]
+
+
+def test_an_interrupted_preparation_is_never_trusted(tmp_path):
+  """Catches: a half-written prepared folder (process killed mid-way) read as complete by the
+  next run, or its leftovers piling up."""
+  import subprocess
+  import sys
+
+  make_folder(tmp_path / 'src', per_class=10)
+  cfg = _cfg(tmp_path / 'src', tmp_path / 'data')
+  dataset_info(cfg)  # the check pass, so the child only writes
+  # A child process killed (os._exit: no cleanup runs) after writing 5 images of a split.
+  kill = f"""
+import os, sys
+sys.path.insert(0, {os.getcwd()!r})
+from jaxadapt.data import folder_records, load_split
+import ml_collections
+order = folder_records.row_order
+def dying(files):
+  for i, f in enumerate(order(files)):
+    if i == 5:
+      os._exit(3)
+    yield f
+folder_records.row_order = dying
+load_split(ml_collections.ConfigDict({cfg.to_dict()!r}), 'train')
+"""
+  assert subprocess.run([sys.executable, '-c', kill]).returncode == 3
+  base = tmp_path / 'data' / 'image_folder'
+  assert not list(base.glob('records_*')), 'a half-written folder is in place'
+  assert len(list(base.glob('.records_*.tmp.*'))) == 1  # it did die mid-way
+  arrays = load_split(cfg, 'train')
+  assert len(arrays['label']) == 20
+  assert not list(base.glob('.records_*.tmp.*'))  # the dead process's leftovers are removed
+
+
+def test_a_failed_preparation_removes_its_files_and_a_retry_succeeds(tmp_path, monkeypatch):
+  """Catches: an exception mid-way (disk full, unreadable file) leaving a prepared folder or
+  temporary files behind."""
+  from jaxadapt.data import folder_records
+
+  make_folder(tmp_path / 'src', per_class=10)
+  cfg = _cfg(tmp_path / 'src', tmp_path / 'data')
+  order = folder_records.row_order
+
+  def failing(files):
+    for i, f in enumerate(order(files)):
+      if i == 5:
+        raise OSError('No space left on device')
+      yield f
+
+  monkeypatch.setattr(folder_records, 'row_order', failing)
+  with pytest.raises(OSError, match='No space'):
+    load_split(cfg, 'train')
+  assert not list((tmp_path / 'data' / 'image_folder').glob('*records_*'))
+  monkeypatch.setattr(folder_records, 'row_order', order)
+  assert len(load_split(cfg, 'test')['label']) == 20

@@ -6,8 +6,9 @@ starting with '.') are skipped. Without split folders every image lands in 'trai
 'test' by a hash of its path relative to its class folder (buckets 0-7 of 10 train, 8 val,
 9 test): the same split on every machine, and adding images never moves old ones.
 
-The prepared data holds the ENCODED file bytes ('image', bytes) and 'label'; pixels are
-decoded when read (`decode`), so a prepared folder is as small as the folder itself. The
+The prepared data (folder_records: ArrayRecord shards written one image at a time) holds the
+ENCODED file bytes ('image', bytes) and 'label'; pixels are decoded when read (`decode`), so a
+prepared folder is as small as the folder itself. The
 prepared directory is named by a digest of every file's path, size and modification time:
 changing the folder prepares it again. Before writing anything every file is opened once
 (cached per digest) to find unreadable files, the channel count and the image sizes.
@@ -15,22 +16,20 @@ changing the folder prepares it again. Before writing anything every file is ope
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import io
 import json
-import logging
 import os
 import sys
 from pathlib import Path
-from typing import Iterator, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import tensorflow_datasets as tfds
 from tqdm import tqdm
 
-from jaxadapt.data.builders import LocalBuilder
+from jaxadapt.data import folder_records
 from jaxadapt.errors import DataError
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png')
@@ -226,97 +225,62 @@ def decode(data: bytes, channels: int, hw: tuple[int, int] | None = None) -> np.
   return host_ops.resize(array, hw) if hw else array
 
 
-@dataclasses.dataclass(eq=False)
-class ImageFolderConfig(tfds.core.BuilderConfig):
-  """Named by the folder's digest, so a changed folder is prepared again."""
-
-  source_dir: str = ''
+class _Size(NamedTuple):
+  num_examples: int
 
 
-class ImageFolder(LocalBuilder):
+class _Splits:
+  """info.splits of a TFDS builder: `splits['train[:80%]'].num_examples`."""
+
+  def __init__(self, sizes: dict[str, int]):
+    self.sizes = sizes
+
+  def __getitem__(self, spec: str) -> _Size:
+    return _Size(sum(end - start for _, start, end in folder_records.resolve(spec, self.sizes)))
+
+
+class _Info(NamedTuple):
+  features: dict
+  splits: _Splits
+
+
+class ImageFolder:
   """A user's image folder: 'image' (encoded JPEG/PNG bytes) and 'label' (class folder).
 
-  Classes are the class folder names, sorted. Examples are shuffled by TFDS's key hash (the
-  relative path), so slices like 'train[:80%]' are random subsets.
+  Classes are the class folder names, sorted. Offers the part of a tfds DatasetBuilder that
+  jaxadapt.data.datasets uses (info.features, info.splits, download_and_prepare,
+  as_data_source); the data is written by folder_records, not TFDS, so that any folder size
+  prepares in bounded memory without TensorFlow.
   """
 
-  VERSION = tfds.core.Version('1.0.0')
-
-  def __init__(
-      self,
-      *,
-      source_dir: str | None = None,
-      data_dir: str | None = None,
-      config: ImageFolderConfig | None = None,
-      **kwargs,
-  ):
-    if config is not None and not source_dir:  # unpickled (grain workers): TFDS passes config
-      source_dir = config.source_dir
+  def __init__(self, *, source_dir: str | None = None, data_dir: str | None = None, **unused):
+    del unused  # file_format: always ArrayRecord
     if not source_dir:
       raise DataError(
           'dataset.name=image_folder needs dataset.source_dir: a folder with one subfolder of '
           'JPEG/PNG images per class (optionally inside train/, val/, test/)'
       )
     self.listing = list_folder(source_dir)
-    # Checked before TFDS creates any directory: a bad folder writes nothing.
-    scans = Path(data_dir or '.') / 'image_folder' / 'scans'
-    self.inspection = inspect_folder(self.listing, scans)
-    config = ImageFolderConfig(name='src_' + self.listing.digest, source_dir=str(self.listing.root))
-    absl_logger = logging.getLogger('absl')
-    level, _ = absl_logger.level, absl_logger.setLevel(logging.ERROR)  # 'custom data config'
-    try:
-      super().__init__(config=config, data_dir=data_dir, **kwargs)
-    finally:
-      absl_logger.setLevel(level)
+    # Checked before anything is prepared: a bad folder writes nothing.
+    base = Path(data_dir or '.') / 'image_folder'
+    self.inspection = inspect_folder(self.listing, base / 'scans')
+    self.data_path = base / f'records_{self.listing.digest}'
+    features = {
+        # Bytes, not tfds.features.Image: that feature needs TensorFlow to encode.
+        'image': tfds.features.Tensor(shape=(), dtype=np.object_),
+        'label': tfds.features.ClassLabel(names=list(self.listing.class_names)),
+    }
+    sizes = {split: len(files) for split, files in self.listing.files.items()}
+    self.info = _Info(features, _Splits(sizes))
 
-  def _info(self) -> tfds.core.DatasetInfo:
-    return tfds.core.DatasetInfo(
-        builder=self,
-        description=f'Images from {self.listing.root}, encoded bytes as in the files.',
-        features=tfds.features.FeaturesDict(
-            {
-                # Bytes, not tfds.features.Image: that feature needs TensorFlow to encode.
-                'image': tfds.features.Tensor(shape=(), dtype=np.object_),
-                'label': tfds.features.ClassLabel(names=list(self.listing.class_names)),
-            }
-        ),
-        supervised_keys=('image', 'label'),
-    )
-
-  def _split_generators(self, dl_manager):
-    _check_writable_without_tensorflow(self.listing)
-    return {split: self._generate_examples(split) for split in self.listing.files}
-
-  def _generate_examples(self, split: str) -> Iterator[tuple[str, dict]]:
-    files = self.listing.files[split]
-    bar = tqdm(files, desc=f'image_folder: preparing {split}', unit='img', mininterval=_BAR_EVERY)
-    for rel, label in bar:
-      yield rel, {'image': (self.listing.root / rel).read_bytes(), 'label': label}
-
-
-def _check_writable_without_tensorflow(listing: Listing) -> None:
-  """TFDS's writer shuffles a split in memory up to 1 GB and spills to disk beyond it through
-  TensorFlow's file API; without TensorFlow that fails mid-way with a traceback."""
-  from tensorflow_datasets.core import shuffle
-
-  try:
-    import tensorflow  # noqa: F401  (only to know whether the spill can work)
-
-    return
-  except ImportError:
-    pass
-  for split, files in listing.files.items():
-    size = sum((listing.root / rel).stat().st_size for rel, _ in files)
-    if size > shuffle.MAX_MEM_BUFFER_SIZE:
-      raise DataError(
-          f'image_folder {listing.root}: split {split} holds {size / 2**30:.1f} GiB of images; '
-          f'preparing more than {shuffle.MAX_MEM_BUFFER_SIZE / 2**30:.2f} GiB per split needs '
-          f'TensorFlow (pip install tensorflow-cpu) for TFDS to write it; or split the folder'
+  def download_and_prepare(self) -> None:
+    if not folder_records.is_prepared(self.data_path):
+      listing = self.listing
+      folder_records.write(
+          self.data_path, listing.root, listing.files, listing.class_names, listing.digest
       )
 
-
-def is_encoded(features) -> bool:
-  """True when a builder's 'image' feature holds encoded bytes (image_folder)."""
-  return (
-      'image' in features and features['image'].shape == () and features['image'].np_dtype == object
-  )
+  def as_data_source(self, split: str) -> folder_records.Records:
+    """Rows of `split` (any TFDS split string), in the prepared order."""
+    meta = folder_records.read_meta(self.data_path)
+    return folder_records.Records(folder_records.shard_paths(self.data_path, meta, split))
