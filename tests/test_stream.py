@@ -162,3 +162,27 @@ def test_training_streamed_equals_training_in_memory(folder, tmp_path, capsys):
     summaries[stream] = json.loads((workdir / 'summary.json').read_text())
   for key in ('test/accuracy', 'test/loss', 'val/loss'):
     assert summaries['True'][key] == summaries['False'][key], key
+
+
+@pytest.mark.parametrize('dataset', ['image_folder', 'digits'])
+def test_class_and_k_shot_subsets_stream_the_in_memory_batches(folder, tmp_path, dataset):
+  """Catches: streaming ignoring dataset.classes / examples_per_class (training on every class
+  with the wrong label ids), or picking other examples than the in-memory path."""
+  from jaxadapt.data import stream
+  from jaxadapt.defaults import base_config
+
+  config = base_config()
+  if dataset == 'image_folder':
+    config.dataset.update(folder.to_dict())
+  else:
+    config.dataset.update(name='digits', data_dir=str(tmp_path), source_dir=None)
+  config.dataset.update(
+      train_split='train', classes=(2, 0), examples_per_class=3, subset_seed=4, workers=0
+  )
+  config.batch_size, config.seed = 2, 7
+  memory = load_split(config.dataset, 'train')
+  assert sorted(memory['label']) == [0, 0, 0, 1, 1, 1]  # classes 2 and 0 -> ids 0 and 1
+  reference = BatchSource(memory, 2, seed=7)
+  streamed = stream.stream_source(config)
+  for step in range(5):  # 3 batches per epoch
+    assert _equal(streamed.batch(step), reference.batch(step)), step

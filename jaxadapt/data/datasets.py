@@ -315,7 +315,13 @@ def load_split(dataset_cfg: Any, split: str) -> dict[str, np.ndarray]:
     arrays = _tokenized(src, split, *_text_options(dataset_cfg))
   else:
     arrays = _materialise(src, split, decoded_shape(dataset_cfg))
-  num_classes = _builder_features(src)['label'].num_classes
+  return _subset(arrays, dataset_cfg, split, _builder_features(src)['label'].num_classes)
+
+
+def _subset(
+    arrays: dict[str, np.ndarray], dataset_cfg: Any, split: str, num_classes: int
+) -> dict[str, np.ndarray]:
+  """dataset.classes (labels remapped to 0..k-1), then dataset.examples_per_class."""
   classes = tuple(int(c) for c in _get(dataset_cfg, 'classes', ()))
   if classes:
     arrays = _select_classes(arrays, classes, num_classes)
@@ -331,6 +337,36 @@ def load_split(dataset_cfg: Any, split: str) -> dict[str, np.ndarray]:
         bool(_get(dataset_cfg, 'keep_small_classes', False)),
     )
   return arrays
+
+
+def _split_labels(src: Source, split: str) -> np.ndarray:
+  """Every label of a split, in row order: stored apart for image_folder, else read in chunks
+  (each chunk's examples are dropped once their labels are kept)."""
+  builder = _prepared_builder(src)
+  if hasattr(builder, 'labels'):
+    return builder.labels(split)
+  with _quiet_tfds():
+    source = builder.as_data_source(split)
+    chunks = []
+    for start in range(0, len(source), _READ_CHUNK):
+      items = source.__getitems__(list(range(start, min(start + _READ_CHUNK, len(source)))))
+      chunks.append(_column(items, 'label'))
+  return np.concatenate(chunks)
+
+
+def selected_rows(dataset_cfg: Any, split: str) -> tuple[np.ndarray, np.ndarray] | None:
+  """(rows, labels) of `split` that dataset.classes / examples_per_class keep, exactly the
+  examples load_split returns, in the same order; None when neither is set. Reads labels only.
+  """
+  classes = tuple(_get(dataset_cfg, 'classes', ()))
+  if not classes and int(_get(dataset_cfg, 'examples_per_class', 0)) <= 0:
+    return None
+  src = _resolve(dataset_cfg)
+  _check_split(_prepared_builder(src), split, _split_key(dataset_cfg, split))
+  labels = _split_labels(src, split)
+  arrays = {'row': np.arange(len(labels)), 'label': labels}
+  arrays = _subset(arrays, dataset_cfg, split, _builder_features(src)['label'].num_classes)
+  return arrays['row'], arrays['label']
 
 
 def dataset_info(dataset_cfg: Any) -> dict[str, Any]:

@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 from tqdm import tqdm
 
 SHARD_BYTES = 256 << 20  # image bytes per shard before the next one starts
@@ -143,6 +144,15 @@ def shard_paths(dest: Path, meta: dict, spec: str) -> list[str]:
         paths.append(f'{dest / f"{split}-{k:05d}.array_record"}[{lo}:{hi}]')
       first += n
   return paths
+
+
+def labels(files: dict[str, list[tuple[str, int]]], spec: str) -> np.ndarray:
+  """int32 labels of the rows `spec` selects, from the listing (no file is read)."""
+  sizes = {split: len(f) for split, f in files.items()}
+  parts = []
+  for split, start, end in resolve(spec, sizes):
+    parts.append([label for _, label in row_order(files[split])[start:end]])
+  return np.asarray([label for part in parts for label in part], dtype=np.int32)
 
 
 def _record(data: bytes) -> dict:

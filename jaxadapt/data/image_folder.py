@@ -280,6 +280,10 @@ class ImageFolder:
           self.data_path, listing.root, listing.files, listing.class_names, listing.digest
       )
 
+  def labels(self, split: str) -> np.ndarray:
+    """Labels of `split`'s rows in order, without reading the prepared files."""
+    return folder_records.labels(self.listing.files, split)
+
   def as_data_source(self, split: str) -> folder_records.Records:
     """Rows of `split` (any TFDS split string), in the prepared order."""
     meta = folder_records.read_meta(self.data_path)

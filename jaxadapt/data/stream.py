@@ -9,7 +9,8 @@ streamed batches equal in-memory ones. Each process reads only its own rows of e
 grain runs the per-example work (read, decode, preprocess.host_train) in `workers` processes
 with prefetch; the trainer asks for steps in order, and asking for any other step restarts the
 pipeline there. Memory holds the prefetched batches and one epoch order (8 bytes per example),
-never the split.
+never the split. dataset.classes / examples_per_class stream `Rows`: the rows and new labels
+that load_split would keep, chosen from the split's labels alone.
 """
 
 from __future__ import annotations
@@ -88,6 +89,19 @@ def _mark_flags_parsed() -> None:
 
   if not flags.FLAGS.is_parsed():
     flags.FLAGS.mark_as_parsed()
+
+
+class Rows:
+  """Rows `rows` of a source with new labels (dataset.classes / examples_per_class)."""
+
+  def __init__(self, source, rows: np.ndarray, labels: np.ndarray):
+    self.source, self.rows, self.labels = source, rows, labels
+
+  def __len__(self) -> int:
+    return len(self.rows)
+
+  def __getitem__(self, index: int) -> dict:
+    return {**self.source[int(self.rows[index])], 'label': self.labels[index]}
 
 
 class StreamSource:
@@ -170,14 +184,13 @@ def stream_source(config: Any) -> StreamSource:
   cfg = config.dataset
   if datasets.is_text(cfg):
     raise DataError('dataset.stream=True streams images; text datasets load in memory')
-  if tuple(cfg.classes) or int(cfg.examples_per_class):
-    raise DataError(
-        'dataset.classes and dataset.examples_per_class select rows by label, which needs the '
-        'split in memory; set dataset.stream=False (or slice the split instead)'
-    )
   shape = datasets.dataset_info(cfg)['image_shape']
+  source = datasets.data_source(cfg, cfg.train_split)
+  selected = datasets.selected_rows(cfg, cfg.train_split)
+  if selected is not None:
+    source = Rows(source, *selected)
   return StreamSource(
-      datasets.data_source(cfg, cfg.train_split),
+      source,
       config.batch_size,
       config.seed,
       shape=tuple(shape),
