@@ -1,6 +1,7 @@
 """image_folder: class folders of PNG/JPEG prepared into ArrayRecord; layout and file errors."""
 
 import os
+from pathlib import Path
 
 import ml_collections
 import numpy as np
@@ -207,7 +208,7 @@ def test_an_interrupted_preparation_is_never_trusted(tmp_path):
   # A child process killed (os._exit: no cleanup runs) after writing 5 images of a split.
   kill = f"""
 import os, sys
-sys.path.insert(0, {os.getcwd()!r})
+sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
 from jaxadapt.data import folder_records, load_split
 import ml_collections
 order = folder_records.row_order
