@@ -34,11 +34,21 @@ def base_config() -> ml_collections.ConfigDict:
   c.dataset.tokenizer = ml_collections.FieldReference(None, field_type=str)
   c.dataset.max_length = 64
   c.dataset.prepend_words = False  # wordnet: text = 'lemmas: gloss' instead of the gloss
+  # image_folder: decode every image to image_size x image_size (0 = the folder's one size).
+  c.dataset.image_size = 0
+  # Stream training batches from the prepared ArrayRecord files through grain (decoding and
+  # preprocess.host_train in `workers` processes) instead of holding the split in memory.
+  # The same batches either way; eval splits stay in memory (jaxadapt/data/stream.py).
+  c.dataset.stream = False
+  c.dataset.workers = 2  # grain worker processes when streaming; 0 = threads in this process
 
   # Preprocessing spec, run on device inside the step (see jaxadapt/data/preprocess.py).
   c.preprocess = ml_collections.ConfigDict()
   c.preprocess.train = 'scale|normalize(0.286,0.353)'
   c.preprocess.eval = 'scale|normalize(0.286,0.353)'
+  # Host-side per-example ops on decoded images, streaming only (jaxadapt/data/host_ops.py),
+  # e.g. 'random_resized_crop(0.08)|flip'; they run before the device spec above.
+  c.preprocess.host_train = ''
 
   c.model = ml_collections.ConfigDict()
   c.model.name = 'cnn'

@@ -53,13 +53,15 @@ def _train(config, workdir, lock: workdir_lock.WorkdirLock, quiet: bool) -> dict
   # --------------------------------------------------------------- input
   # Everything that can fail on bad input runs before the workdir is touched.
   info = data.dataset_info(config.dataset)
-  train_arrays = data.load_split(config.dataset, config.dataset.train_split)
+  # Streaming (dataset.stream) reads training rows from disk; eval splits load in memory.
+  stream = config.dataset.stream
+  train_arrays = None if stream else data.load_split(config.dataset, config.dataset.train_split)
   eval_arrays = data.load_eval_splits(config.dataset)
   source = data.train_source(train_arrays, config)
   total_steps = config.num_steps or math.ceil(config.num_epochs * source.steps_per_epoch)
   eval_every = config.eval_every or source.steps_per_epoch
   log(
-      f"data: {config.dataset.name} train={len(train_arrays['label'])} "
+      f"data: {config.dataset.name} train={source.num_examples}{' (streamed)' if stream else ''} "
       + ' '.join(f"{k}={len(v['label'])}" for k, v in eval_arrays.items())
       + f" classes={info['num_classes']} | {total_steps} steps of {config.batch_size} "
       f'({total_steps / source.steps_per_epoch:.1f} epochs) on {mesh.devices.size} device(s)'
@@ -83,6 +85,11 @@ def _train(config, workdir, lock: workdir_lock.WorkdirLock, quiet: bool) -> dict
     )
     if config.distill.cache_logits:
       _check_cacheable(config)
+      if stream:
+        raise distill.DistillError(
+            'distill.cache_logits needs the train split in memory; set dataset.stream=False '
+            'or distill.cache_logits=False'
+        )
       train_arrays = {
           **train_arrays,
           'teacher_logits': distill.cache_logits(
@@ -132,7 +139,9 @@ def _train(config, workdir, lock: workdir_lock.WorkdirLock, quiet: bool) -> dict
       donate_argnums=0,
   )
   # Compile ahead of time: the same executable runs the loop and reports its FLOPs.
-  train_step = train_step.lower(state, sharding.global_batch(source.batch(0), mesh), aux).compile()
+  # The first batch the loop reads: a streamed source then starts its workers only once.
+  first_batch = sharding.global_batch(source.batch(start), mesh)
+  train_step = train_step.lower(state, first_batch, aux).compile()
   # XLA's cost analysis counts a loop body once: with accumulation, once per micro-batch.
   step_flops = cost.compiled_flops(train_step) * config.optim.accumulate
   eval_step = jax.jit(
@@ -218,6 +227,8 @@ def _train(config, workdir, lock: workdir_lock.WorkdirLock, quiet: bool) -> dict
         )
   finally:
     bar.close()
+    if stream:
+      source.close()  # its grain worker processes
     ckpt.close()
     writer.close()
     stop.restore()
@@ -228,7 +239,7 @@ def _train(config, workdir, lock: workdir_lock.WorkdirLock, quiet: bool) -> dict
         config,
         steps=total_steps,
         batch_size=config.batch_size,
-        train_examples=len(train_arrays['label']),
+        train_examples=source.num_examples,
         step_flops=step_flops,
         opt_state_bytes=cost.tree_bytes(state.opt_state),
         **cost.param_counts(exp.params, exp.trainable),

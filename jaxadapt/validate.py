@@ -57,6 +57,17 @@ def validate(config: ml_collections.ConfigDict) -> None:
       lambda v: v >= 0,
       '0 means: all examples',
   )
+  _check('dataset.image_size', config.dataset.image_size, '>= 0', lambda v: v >= 0, '0: as stored')
+  _check('dataset.workers', config.dataset.workers, '>= 0', lambda v: v >= 0, '0: no processes')
+  if config.preprocess.host_train:
+    from jaxadapt.data import host_ops  # A bad spec fails here, before any data is read.
+
+    host_ops.parse(config.preprocess.host_train)
+  if config.preprocess.host_train and not config.dataset.stream:
+    raise ConfigError(
+        f'preprocess.host_train={config.preprocess.host_train!r} runs in the streaming input '
+        f'path: set dataset.stream=True, or use the device ops of preprocess.train'
+    )
   _check('adapt.probe_max_iter', config.adapt.probe_max_iter, '>= 1', lambda v: v >= 1)
   _check('adapt.probe_tol', config.adapt.probe_tol, '> 0', lambda v: v > 0)
   _check('adapt.lora.alpha', config.adapt.lora.alpha, '> 0', lambda v: v > 0)

@@ -149,6 +149,8 @@ def run_config(
 
 
 def _train_size(config: ml_collections.ConfigDict) -> int:
+  if config.dataset.stream:  # counted from the prepared split, never loaded
+    return len(data.datasets.data_source(config.dataset, config.dataset.train_split))
   return len(data.load_split(config.dataset, config.dataset.train_split)['label'])
 
 

@@ -1,6 +1,7 @@
-"""Data: offline TFDS builders (fashion_mnist, digits, mnist1d; text: wordnet, text_file),
-in-memory split loading (text tokenised once, cached), resumable batching, on-device
-preprocessing."""
+"""Data: offline TFDS builders (fashion_mnist, digits, mnist1d; text: wordnet, text_file), a
+user's image_folder (ArrayRecord shards written by folder_records), in-memory split loading
+(text tokenised once, cached), resumable batching in memory or streamed through grain
+(stream.py), host and on-device preprocessing."""
 
 from jaxadapt.data.builders import (
     DigitsLocal,

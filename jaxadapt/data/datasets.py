@@ -18,7 +18,7 @@ import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
 
-from jaxadapt.data import builders, text_builders, tokenize
+from jaxadapt.data import builders, image_folder, text_builders, tokenize
 from jaxadapt.errors import DataError
 
 # Config names of the offline builders; everything else is looked up in the TFDS catalog.
@@ -28,9 +28,10 @@ LOCAL_BUILDERS = {
     'mnist1d': builders.Mnist1dLocal,
     'wordnet': text_builders.WordnetSupersenses,
     'text_file': text_builders.TextFile,
+    'image_folder': image_folder.ImageFolder,
 }
 # Builders that read `dataset.source_dir`.
-_SOURCE_DIR_BUILDERS = ('fashion_mnist', 'wordnet', 'text_file')
+_SOURCE_DIR_BUILDERS = ('fashion_mnist', 'wordnet', 'text_file', 'image_folder')
 
 _READ_CHUNK = 10_000  # Examples per batched read; bounds the list of decoded dicts held at once.
 
@@ -69,7 +70,8 @@ class Source(NamedTuple):
   name: str
   data_dir: str
   source_dir: str | None
-  stamp: tuple = ()  # text_file: its files' sizes and times, so an edited file is re-read
+  # text_file: its files' sizes and times; image_folder: their digest; a changed source is re-read
+  stamp: tuple = ()
 
 
 def _make_builder(src: Source) -> tfds.core.DatasetBuilder:
@@ -89,7 +91,11 @@ def _resolve(dataset_cfg: Any) -> Source:
   name = dataset_cfg.name
   data_dir = os.path.expanduser(_get(dataset_cfg, 'data_dir') or builders.default_data_dir())
   source_dir = _get(dataset_cfg, 'source_dir')
-  stamp = text_builders.files_stamp(source_dir) if name == 'text_file' and source_dir else ()
+  stamp = ()
+  if name == 'text_file' and source_dir:
+    stamp = text_builders.files_stamp(source_dir)
+  elif name == 'image_folder' and source_dir:
+    stamp = (image_folder.list_folder(source_dir).digest,)
   return Source(name, data_dir, source_dir, stamp)
 
 
@@ -145,10 +151,11 @@ def _split_key(dataset_cfg: Any, split: str) -> str:
 
 
 @functools.lru_cache(maxsize=8)
-def _materialise(src: Source, split: str) -> dict[str, np.ndarray]:
+def _materialise(src: Source, split: str, shape: tuple | None = None) -> dict[str, np.ndarray]:
   """Read a whole split of a prepared builder; cached per process, arrays read-only.
 
   {'image', 'label'}, or for text {'text' (str objects), 'label'} plus WordNet's 'words'.
+  Encoded images (image_folder) are decoded to `shape`.
   """
   builder = _prepared_builder(src)
   keys = [k for k in ('image', 'text', 'words') if k in builder.info.features] + ['label']
@@ -158,6 +165,10 @@ def _materialise(src: Source, split: str) -> dict[str, np.ndarray]:
     # Batched reads are ~5x faster than indexing the ArrayRecord source one item at a time.
     for start in range(0, len(source), _READ_CHUNK):
       items = source.__getitems__(list(range(start, min(start + _READ_CHUNK, len(source)))))
+      if shape is not None:
+        items = [
+            {**ex, 'image': image_folder.decode(ex['image'], shape[2], shape[:2])} for ex in items
+        ]
       for k in keys:
         chunks[k].append(_column(items, k))
   # Keep the builder's dtype: uint8 images, float32 MNIST-1D sequences.
@@ -251,9 +262,38 @@ def _select_examples(
 
 
 @functools.lru_cache(maxsize=32)
+def _described_builder(src: Source) -> tfds.core.DatasetBuilder:
+  """The builder, for its metadata only; needs no prepared data."""
+  return _make_builder(src)
+
+
 def _builder_features(src: Source):
   """The builder's features (label classes, example shape); needs no prepared data."""
-  return _make_builder(src).info.features
+  return _described_builder(src).info.features
+
+
+def decoded_shape(dataset_cfg: Any) -> tuple[int, int, int] | None:
+  """(H, W, C) that encoded images (image_folder) decode to; None for other datasets."""
+  src = _resolve(dataset_cfg)
+  image_size = int(_get(dataset_cfg, 'image_size', 0))
+  if src.name != 'image_folder':
+    if image_size:
+      raise DataError(
+          f'dataset.image_size={image_size} only applies to image_folder; resize dataset '
+          f"'{src.name}' with the preprocess op resize(size)"
+      )
+    return None
+  builder = _described_builder(src)
+  return image_folder.image_shape(builder.listing, builder.inspection, image_size)
+
+
+def data_source(dataset_cfg: Any, split: str):
+  """Random-access rows of a prepared split (tfds.data_source over its ArrayRecord files)."""
+  src = _resolve(dataset_cfg)
+  builder = _prepared_builder(src)
+  _check_split(builder, split, _split_key(dataset_cfg, split))
+  with _quiet_tfds():
+    return builder.as_data_source(split)
 
 
 def load_split(dataset_cfg: Any, split: str) -> dict[str, np.ndarray]:
@@ -265,7 +305,8 @@ def load_split(dataset_cfg: Any, split: str) -> dict[str, np.ndarray]:
   the padding).
 
   The whole split is held in memory, which suits the small datasets this
-  codebase targets (Fashion-MNIST train is 47 MB) but not ImageNet-scale data.
+  codebase targets (Fashion-MNIST train is 47 MB) but not ImageNet-scale data: for that,
+  dataset.stream=True reads training batches from disk (jaxadapt/data/stream.py).
   Without subsetting the returned arrays are shared, read-only cache entries.
   """
   src = _resolve(dataset_cfg)
@@ -273,8 +314,14 @@ def load_split(dataset_cfg: Any, split: str) -> dict[str, np.ndarray]:
   if is_text(dataset_cfg):
     arrays = _tokenized(src, split, *_text_options(dataset_cfg))
   else:
-    arrays = _materialise(src, split)
-  num_classes = _builder_features(src)['label'].num_classes
+    arrays = _materialise(src, split, decoded_shape(dataset_cfg))
+  return _subset(arrays, dataset_cfg, split, _builder_features(src)['label'].num_classes)
+
+
+def _subset(
+    arrays: dict[str, np.ndarray], dataset_cfg: Any, split: str, num_classes: int
+) -> dict[str, np.ndarray]:
+  """dataset.classes (labels remapped to 0..k-1), then dataset.examples_per_class."""
   classes = tuple(int(c) for c in _get(dataset_cfg, 'classes', ()))
   if classes:
     arrays = _select_classes(arrays, classes, num_classes)
@@ -292,6 +339,36 @@ def load_split(dataset_cfg: Any, split: str) -> dict[str, np.ndarray]:
   return arrays
 
 
+def _split_labels(src: Source, split: str) -> np.ndarray:
+  """Every label of a split, in row order: stored apart for image_folder, else read in chunks
+  (each chunk's examples are dropped once their labels are kept)."""
+  builder = _prepared_builder(src)
+  if hasattr(builder, 'labels'):
+    return builder.labels(split)
+  with _quiet_tfds():
+    source = builder.as_data_source(split)
+    chunks = []
+    for start in range(0, len(source), _READ_CHUNK):
+      items = source.__getitems__(list(range(start, min(start + _READ_CHUNK, len(source)))))
+      chunks.append(_column(items, 'label'))
+  return np.concatenate(chunks)
+
+
+def selected_rows(dataset_cfg: Any, split: str) -> tuple[np.ndarray, np.ndarray] | None:
+  """(rows, labels) of `split` that dataset.classes / examples_per_class keep, exactly the
+  examples load_split returns, in the same order; None when neither is set. Reads labels only.
+  """
+  classes = tuple(_get(dataset_cfg, 'classes', ()))
+  if not classes and int(_get(dataset_cfg, 'examples_per_class', 0)) <= 0:
+    return None
+  src = _resolve(dataset_cfg)
+  _check_split(_prepared_builder(src), split, _split_key(dataset_cfg, split))
+  labels = _split_labels(src, split)
+  arrays = {'row': np.arange(len(labels)), 'label': labels}
+  arrays = _subset(arrays, dataset_cfg, split, _builder_features(src)['label'].num_classes)
+  return arrays['row'], arrays['label']
+
+
 def dataset_info(dataset_cfg: Any) -> dict[str, Any]:
   """Return {'num_classes', 'image_shape', 'class_names'} without preparing or reading data.
 
@@ -305,7 +382,8 @@ def dataset_info(dataset_cfg: Any) -> dict[str, Any]:
     names = tuple(names[c] for c in classes if 0 <= c < len(names))
   info = {'num_classes': len(classes) or len(names), 'class_names': names}
   if 'text' not in features:
-    return {**info, 'image_shape': tuple(int(d) for d in features['image'].shape)}
+    shape = decoded_shape(dataset_cfg) or features['image'].shape
+    return {**info, 'image_shape': tuple(int(d) for d in shape)}
   tokenizer, max_length, _ = _text_options(dataset_cfg)
   # A bad tokenizer or length fails here, before any data is prepared.
   tok_file = tokenize.tokenizer_file(tokenizer)

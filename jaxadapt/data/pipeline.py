@@ -35,6 +35,13 @@ def _check_processes(batch_size: int, process_index: int, process_count: int) ->
     raise ValueError(f'process_index={process_index} not in [0, {process_count})')
 
 
+def epoch_order(seed: int, epoch: int, num_examples: int, shuffle: bool = True) -> np.ndarray:
+  """The order epoch `epoch` visits the examples: `default_rng([seed, epoch]).permutation(N)`."""
+  if not shuffle:
+    return np.arange(num_examples)
+  return np.random.default_rng([seed, epoch]).permutation(num_examples)
+
+
 class BatchSource:
   """Training batches whose content is a pure function of (seed, step).
 
@@ -76,12 +83,7 @@ class BatchSource:
 
   def _order(self, epoch: int) -> np.ndarray:
     if self._order_cache is None or self._order_cache[0] != epoch:
-      order = (
-          np.random.default_rng([self.seed, epoch]).permutation(self.num_examples)
-          if self.shuffle
-          else np.arange(self.num_examples)
-      )
-      self._order_cache = (epoch, order)
+      self._order_cache = (epoch, epoch_order(self.seed, epoch, self.num_examples, self.shuffle))
     return self._order_cache[1]
 
   def batch(self, step: int) -> dict[str, np.ndarray]:
@@ -147,8 +149,16 @@ def in_input_order(chunks: list[np.ndarray], indices: list[np.ndarray], n: int) 
   return out
 
 
-def train_source(arrays: dict[str, np.ndarray], config: Any) -> BatchSource:
-  """This process's shuffled training batches: a pure function of (config.seed, step)."""
+def train_source(arrays: dict[str, np.ndarray] | None, config: Any) -> Any:
+  """This process's shuffled training batches: a pure function of (config.seed, step).
+
+  In memory (a BatchSource over `arrays`), or with config.dataset.stream read from the
+  prepared files by grain (a StreamSource; `arrays` is None): the same batches either way.
+  """
+  if config.dataset.stream:
+    from jaxadapt.data import stream  # Lazy: grain is only needed when streaming.
+
+    return stream.stream_source(config)
   return BatchSource(
       arrays,
       config.batch_size,
