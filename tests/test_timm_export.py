@@ -171,3 +171,16 @@ def test_unsupported_models_and_formats_are_one_line_errors(fmt, model, kwargs, 
     export.export_params(model, smoke, params, str(out), fmt)
   assert '\n' not in str(e.value)
   assert not out.exists()
+
+
+def test_timm_import_refuses_an_activation_it_cannot_run(tmp_path):
+  """The importer now reads model_args.act_layer (gelu_tanh from an export); any other
+  activation would load with exit 0 and wrong outputs."""
+  import shutil
+
+  shutil.copy(GOLDEN / 'timm_vit' / 'model.safetensors', tmp_path / 'model.safetensors')
+  config = json.loads((GOLDEN / 'timm_vit' / 'config.json').read_text())
+  config['model_args']['act_layer'] = 'quick_gelu'
+  (tmp_path / 'config.json').write_text(json.dumps(config))
+  with pytest.raises(importers.CheckpointError, match=r"act_layer='quick_gelu'.*'gelu_tanh'"):
+    importers.load(f'timm:{tmp_path}/model.safetensors')
