@@ -19,7 +19,7 @@ from typing import Any, Mapping
 import numpy as np
 from etils import epath
 
-from jaxadapt import adapters, checkpoint, param_tree
+from jaxadapt import export as export_lib
 from jaxadapt.importers import core, export_timm, hf
 from jaxadapt.importers.core import ExportError
 
@@ -36,10 +36,7 @@ def export(workdir: str, out: str, fmt: str) -> dict[str, np.ndarray]:
   config = json.loads((wd / 'config.json').read_text())
   if config['model']['name'] not in FORMATS[fmt]:  # before restoring anything
     _unsupported(fmt, config['model']['name'])
-  params = checkpoint.restore_params(wd)
-  adapters.check_mergeable(params, f'export --format {fmt}')
-  params = adapters.merge_all(params, config['adapt'])
-  flat = {k: np.asarray(v) for k, v in param_tree.flatten(params).items()}
+  flat = export_lib.restore_flat(wd, config, f'export --format {fmt}')  # QLoRA dequantised
   run = {
       'checkpoint': config.get('init', {}).get('checkpoint'),
       'preprocess': config.get('preprocess', {}).get('eval'),
