@@ -236,7 +236,7 @@ def _run(args: argparse.Namespace, overrides: list[str]) -> int:
     written = export_lib.export(args.workdir, args.out, args.format)
     print(f'wrote {len(written)} tensors in {args.format} layout to {args.out}')
     if args.format == 'bit':  # the .npz format has no place for it
-      print(f'BiT .npz files do not record GroupNorm groups: load with ?num_groups=N if not 32')
+      print('BiT .npz files do not record GroupNorm groups: load with ?num_groups=N if not 32')
     return 0
   if args.command == 'export':
     from jaxadapt import export

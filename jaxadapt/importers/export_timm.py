@@ -75,8 +75,8 @@ def _check_round_trip(fmt: str, model: str, want: dict, plan: core.Plan, normali
 
 
 def _replan(fmt: str, tensors: dict[str, np.ndarray], make_plan, flat: Mapping) -> None:
-  """The importer's plan of what is about to be written: every tensor placed, every
-  jaxadapt parameter filled, shapes equal (a bug here, not a user error)."""
+  """The importer's plan of what is about to be written: every tensor placed and shaped as
+  the parameter it becomes (else a bug here), every jaxadapt parameter written."""
   shapes = {k: v.shape for k, v in tensors.items()}
   plan = core.check(make_plan(core.Tensors(shapes, None)), {k: v.shape for k, v in flat.items()})
   if plan.missing:
