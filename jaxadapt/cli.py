@@ -112,8 +112,9 @@ def _parser() -> argparse.ArgumentParser:
   )
   export.add_argument(
       '--format',
-      choices=('hf', 'timm'),
-      help="write the source library's names and layout (LoRA merged) to the --out directory",
+      choices=('hf', 'timm', 'bit'),
+      help="write the source library's names and layout (LoRA merged) to the --out directory: "
+      'hf (vit, bert), timm (vit, resnet_bn), bit (bit)',
   )
   export.add_argument(
       '--mode',
@@ -234,6 +235,8 @@ def _run(args: argparse.Namespace, overrides: list[str]) -> int:
 
     written = export_lib.export(args.workdir, args.out, args.format)
     print(f'wrote {len(written)} tensors in {args.format} layout to {args.out}')
+    if args.format == 'bit':  # the .npz format has no place for it
+      print('BiT .npz files do not record GroupNorm groups: load with ?num_groups=N if not 32')
     return 0
   if args.command == 'export':
     from jaxadapt import export

@@ -35,6 +35,17 @@ def export(workdir: str, out: str, mode: str = 'merged') -> dict[str, np.ndarray
     raise ExportError(f'{workdir} has no config.json: is it a jaxadapt workdir?')
   config = json.loads(config_path.read_text())
   trainable = _trainable_paths(wd) if mode == 'adapters' else None
+  flat = restore_flat(wd, config, 'export --mode merged' if mode == 'merged' else None)
+  if mode == 'adapters':
+    flat = {k: v for k, v in flat.items() if k in trainable}
+  save_flat(flat, out)
+  return flat
+
+
+def restore_flat(wd: epath.Path, config: dict, merge: str | None) -> dict[str, np.ndarray]:
+  """The workdir's latest parameters as float32 host arrays (a QLoRA run's frozen kernels
+  dequantised); with `merge` (the command, for the error) LoRA, DoRA and IA3 are folded in
+  and prompts refused."""
   params = checkpoint.restore_params(wd)
   storage = config.get('adapt', {}).get('frozen_dtype', 'float32')
   if storage in quant.QTYPES:  # QLoRA run: frozen kernels back to float32 first
@@ -42,14 +53,10 @@ def export(workdir: str, out: str, mode: str = 'merged') -> dict[str, np.ndarray
     params = param_tree.unflatten(
         quant.dequantize_restored(param_tree.flatten(params), shapes, storage)
     )
-  if mode == 'merged':
-    adapters.check_mergeable(params, 'export --mode merged')
+  if merge:
+    adapters.check_mergeable(params, merge)
     params = adapters.merge_all(params, config.get('adapt', {}))
-  flat = {k: np.asarray(v) for k, v in param_tree.flatten(params).items()}
-  if mode == 'adapters':
-    flat = {k: v for k, v in flat.items() if k in trainable}
-  save_flat(flat, out)
-  return flat
+  return {k: np.asarray(v) for k, v in param_tree.flatten(params).items()}
 
 
 def save_flat(flat: dict[str, np.ndarray], out: str) -> None:

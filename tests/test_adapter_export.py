@@ -102,3 +102,17 @@ def test_prompts_refuse_a_merged_export_and_write_nothing(tmp_path_factory, tmp_
   assert code == 2 and len(err.strip().splitlines()) == 1, err
   assert 'prompt' in err and '--mode' in err, err
   assert not out.exists()
+
+
+@pytest.mark.parametrize('fmt', ['timm', 'hf'])
+def test_prompts_refuse_a_source_format_export_and_write_nothing(
+    tmp_path_factory, tmp_path, capsys, fmt
+):
+  """--format exports merge too: prompt tokens must be refused, not dropped from the file."""
+  _, wd = method_run(tmp_path_factory, 'prompt')
+  out = tmp_path / fmt
+  code = cli.main(['export', '--workdir', str(wd), '--out', str(out), '--format', fmt])
+  err = capsys.readouterr().err
+  assert code == 2 and len(err.strip().splitlines()) == 1, err
+  assert 'prompt tuning cannot be merged' in err and f'--format {fmt}' in err, err
+  assert not out.exists()

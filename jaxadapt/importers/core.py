@@ -26,6 +26,10 @@ class CheckpointError(UserError):
   """A checkpoint that cannot be imported exactly; the message names the tensor and why."""
 
 
+class ExportError(UserError):
+  """A model that cannot be written in the asked format; the message says why."""
+
+
 # ------------------------------------------------------------------------ reading
 
 
@@ -166,11 +170,34 @@ def invert(x: np.ndarray, transform: str) -> np.ndarray:
   for name, _ in reversed(_steps(transform)):
     if name == 'oihw>hwio':
       x = x.transpose(3, 2, 0, 1)
+    elif name == 'squeeze':  # a Dense kernel (C, K) back to a 1x1 conv (1, 1, C, K)
+      x = x.reshape(1, 1, *x.shape)
     elif name in _INVERSE:
       x = _STEPS[name][0](x, None)
     else:
       raise AssertionError(f'no inverse for {name}')  # exporters only use invertible rows
   return x
+
+
+def invert_rows(rows: list[Row], flat: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+  """{source name: tensor} from jaxadapt parameters by inverting a plan's rows (export).
+
+  Rows that split a fused [q; k; v] source ('qkv(k)|...') are inverted part by part and
+  concatenated back in order; every other row inverts on its own.
+  """
+  out, fused = {}, {}
+  for r in rows:
+    first, _, rest = r.transform.partition('|')
+    ((name, part),) = _steps(first)
+    if name == 'qkv':
+      fused.setdefault(r.source, {})[part] = invert(flat[r.target], rest or 'copy')
+    else:
+      out[r.source] = invert(flat[r.target], r.transform)
+  for source, parts in fused.items():
+    if sorted(parts) != [0, 1, 2]:
+      raise AssertionError(f'{source}: fused rows for parts {sorted(parts)}')  # importer bug
+    out[source] = np.concatenate([parts[0], parts[1], parts[2]], axis=0)
+  return {k: np.ascontiguousarray(v) for k, v in out.items()}
 
 
 # ---------------------------------------------------------------------- plans

@@ -1,5 +1,7 @@
-"""`jaxadapt export --format hf`: a trained model back in the source library's names and
-layout, loadable by `transformers` (`from_pretrained(out)`), with LoRA merged.
+"""`jaxadapt export --format hf|timm|bit`: a trained model back in the source library's
+names and layout, with LoRA, DoRA and IA3 merged: `hf` loads in `transformers`
+(`from_pretrained(out)`), `timm` in timm (`create_model('local-dir:out', pretrained=True)`,
+export_timm.py), `bit` is BiT's `.npz`.
 
 The rows are the importer's own (hf.py), inverted: one table serves both directions, so
 an export always re-imports to the same parameters. ViT exports as
@@ -17,44 +19,77 @@ from typing import Any, Mapping
 import numpy as np
 from etils import epath
 
-from jaxadapt import adapters, checkpoint, param_tree
-from jaxadapt.errors import UserError
-from jaxadapt.importers import core, hf
+from jaxadapt import export as export_lib
+from jaxadapt.importers import core, export_timm, hf
+from jaxadapt.importers.core import ExportError
 
-
-class ExportError(UserError):
-  """A model that cannot be written in the asked format; the message says why."""
+# format -> the jaxadapt models it can write
+FORMATS = {'hf': ('vit', 'bert'), 'timm': ('vit', 'resnet_bn'), 'bit': ('bit',)}
 
 
 def export(workdir: str, out: str, fmt: str) -> dict[str, np.ndarray]:
   """Writes the workdir's latest parameters (LoRA merged) to directory `out` in `fmt`."""
+  _check_format(fmt)
   wd = epath.Path(workdir)
   if not (wd / 'config.json').exists():
     raise ExportError(f'{workdir} has no config.json: is it a jaxadapt workdir?')
   config = json.loads((wd / 'config.json').read_text())
-  params = checkpoint.restore_params(wd)
-  adapters.check_mergeable(params, f'export --format {fmt}')
-  params = adapters.merge_all(params, config['adapt'])
-  flat = {k: np.asarray(v) for k, v in param_tree.flatten(params).items()}
-  return export_params(config['model']['name'], config['model']['kwargs'], flat, out, fmt)
+  if config['model']['name'] not in FORMATS[fmt]:  # before restoring anything
+    _unsupported(fmt, config['model']['name'])
+  flat = export_lib.restore_flat(wd, config, f'export --format {fmt}')  # QLoRA dequantised
+  run = {
+      'checkpoint': config.get('init', {}).get('checkpoint'),
+      'preprocess': config.get('preprocess', {}).get('eval'),
+  }
+  return export_params(config['model']['name'], config['model']['kwargs'], flat, out, fmt, run)
+
+
+def _check_format(fmt: str) -> None:
+  if fmt not in FORMATS:
+    raise ExportError(
+        f'export --format {fmt}: unknown format; supported: '
+        + ', '.join(f"{f} ({', '.join(m)})" for f, m in FORMATS.items())
+        + '; --mode merged writes jaxadapt names for any model'
+    )
+
+
+def _unsupported(fmt: str, model: str) -> None:
+  raise ExportError(
+      f"export --format {fmt} supports {' and '.join(FORMATS[fmt])}, not '{model}'; "
+      f'--mode merged writes jaxadapt names for any model'
+  )
 
 
 def export_params(
-    model: str, kwargs: Mapping[str, Any], flat: Mapping[str, np.ndarray], out: str, fmt: str
+    model: str,
+    kwargs: Mapping[str, Any],
+    flat: Mapping[str, np.ndarray],
+    out: str,
+    fmt: str,
+    run: Mapping[str, Any] | None = None,
 ) -> dict[str, np.ndarray]:
-  if fmt != 'hf':
-    raise ExportError(
-        f"export --format {fmt}: only 'hf' is implemented (vit, bert); "
-        f'--mode merged writes jaxadapt names for any model'
-    )
+  """Writes `flat` (merged jaxadapt parameters of `model`) to directory `out` in `fmt`.
+
+  `run` (optional): the run's `checkpoint` and eval `preprocess`, which timm's config.json
+  records (architecture name, mean, std, input size).
+  """
+  _check_format(fmt)
+  if model not in FORMATS[fmt]:
+    _unsupported(fmt, model)
+  if fmt == 'timm':
+    tensors, config = export_timm.timm_export(model, kwargs, flat, run or {})
+    _write(out, tensors, 'model.safetensors', config)
+    return tensors
+  if fmt == 'bit':
+    tensors, _ = export_timm.bit_export(model, kwargs, flat)
+    _write(out, tensors, 'bit.npz')
+    return tensors
   directory = epath.Path(out)
   directory.mkdir(parents=True, exist_ok=True)
   if model == 'vit':
     config, names = _vit_config(kwargs, flat)
-  elif model == 'bert':
-    config, names = _bert_config(kwargs, flat, directory)
   else:
-    raise ExportError(f"export --format hf supports vit and bert, not '{model}'")
+    config, names = _bert_config(kwargs, flat, directory)
   (directory / 'config.json').write_text(json.dumps(config, indent=1) + '\n')
   # The importer's rows need only these names (and the head's shape) to be written.
   head = (config['num_labels'], config['hidden_size'])
@@ -67,6 +102,23 @@ def export_params(
 
   save_file(tensors, str(directory / 'model.safetensors'))
   return tensors
+
+
+def _write(out: str, tensors: dict, name: str, config: dict | None = None) -> None:
+  """The weights file (and config.json), each written whole under a temporary name."""
+  directory = epath.Path(out)
+  directory.mkdir(parents=True, exist_ok=True)
+  tmp = directory / (name + '.tmp')
+  if name.endswith('.npz'):
+    with tmp.open('wb') as f:
+      np.savez(f, **tensors)
+  else:
+    from safetensors.numpy import save
+
+    tmp.write_bytes(save(tensors))
+  tmp.replace(directory / name)
+  if config is not None:
+    (directory / 'config.json').write_text(json.dumps(config, indent=1) + '\n')
 
 
 def _act(kwargs) -> str:

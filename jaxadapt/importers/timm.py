@@ -65,6 +65,19 @@ def _vit_heads(config: dict, options: dict, width: int) -> int:
   return int(heads)
 
 
+# timm ViT activations jaxadapt implements exactly: act_layer -> the ViT's `gelu` option.
+GELUS = {None: 'exact', 'gelu': 'exact', 'gelu_tanh': 'tanh'}
+
+
+def _vit_gelu(config: dict) -> str:
+  act = config.get('model_args', {}).get('act_layer')
+  if act not in GELUS:
+    raise CheckpointError(
+        f"timm: model_args.act_layer={act!r} is not supported; supported: 'gelu', 'gelu_tanh'"
+    )
+  return GELUS[act]
+
+
 def _vit(tensors: Tensors, config: dict, options: dict) -> Plan:
   shapes = tensors.shapes
   unsupported = [
@@ -119,7 +132,7 @@ def _vit(tensors: Tensors, config: dict, options: dict) -> Plan:
       num_heads=_vit_heads(config, options, width),
       mlp_dim=shapes['blocks.0.mlp.fc1.weight'][0],
       pool='cls',
-      gelu='exact',
+      gelu=_vit_gelu(config),
       norm_eps=1e-6,
   )
   return Plan(
