@@ -5,10 +5,11 @@ r"""The fast linear probe against scikit-learn's LogisticRegression on frozen Mi
 
 One pass of all-MiniLM-L6-v2 (mean-pooled, as configs/text/wordnet.py:method=linear_probe
 builds it) over the WordNet training split (timed: the cached-feature probe's cost) and the
-test split; then, at several training-set sizes per class (3 subsets each), the fast probe's
-heads (`softmax`, `ridge`) and a plain StandardScaler + LogisticRegression (sklearn's
-default C=1, and C picked by cross-validation) fitted on the same features and scored on
-the same test glosses. Prints a markdown table.
+validation and test splits; then, at several training-set sizes per class (3 subsets each),
+the fast probe's heads (`softmax`, `ridge`; each fitted at every adapt.probe_l2, keeping the
+penalty best on validation, as the fast probe does) and a plain StandardScaler +
+LogisticRegression (sklearn's default C=1, and C picked by cross-validation) fitted on the
+same features and scored on the same test glosses. Prints a markdown table.
 """
 
 from __future__ import annotations
@@ -78,6 +79,8 @@ def main() -> None:
   info = data.dataset_info(config.dataset)
   split = f'train[:{args.train_limit}]' if args.train_limit else 'train'
   train, test = data.load_split(config.dataset, split), data.load_split(config.dataset, 'test')
+  val = data.load_split(config.dataset, 'validation')
+  l2s = probe.check_penalties(config.adapt.probe_l2)
   exp = experiment.build(config, mesh, info, total_steps=1)
   extract = lambda arrays: probe.extract_features(
       exp.forward, exp.params, exp.preprocess_eval, arrays, config.eval_batch_size, mesh
@@ -86,16 +89,16 @@ def main() -> None:
   cache = pathlib.Path(args.features) if args.features else None
   if cache and cache.exists():
     with np.load(cache) as z:
-      feats, test_feats = z['train'], z['test']
+      feats, val_feats, test_feats = z['train'], z['val'], z['test']
       feature_s, cpu_s = float(z['seconds']), float(z['cpu'])
   else:
     extract({k: v[:8] for k, v in train.items()})  # compile outside the timing
     t0, c0 = time.perf_counter(), time.process_time()
     feats = extract(train)
     feature_s, cpu_s = time.perf_counter() - t0, time.process_time() - c0
-    test_feats = extract(test)
+    val_feats, test_feats = extract(val), extract(test)
     if cache:
-      np.savez(cache, train=feats, test=test_feats, seconds=feature_s, cpu=cpu_s)
+      np.savez(cache, train=feats, val=val_feats, test=test_feats, seconds=feature_s, cpu=cpu_s)
   print(
       f"features: {len(train['label'])} training glosses ({tokens} tokens before padding) in "
       f'{feature_s:.1f} s ({cpu_s:.1f} CPU seconds) on {jax.device_count()} '
@@ -109,13 +112,21 @@ def main() -> None:
       idx = subset(train['label'], per_class, seed)
       x, y = feats[idx], train['label'][idx]
       row = {'per_class': per_class, 'seed': seed, 'train_examples': len(idx)}
-      for kind in probe.KINDS:
+      for kind in probe.KINDS:  # as fast_probe.run: every penalty, the best on validation
         t = time.perf_counter()
-        head = probe.fit_head(
-            kind, x, y, c, l2=config.adapt.probe_l2, epochs=config.adapt.probe_epochs
+        heads = probe.fit_heads(
+            kind,
+            x,
+            y,
+            c,
+            l2s,
+            tol=config.adapt.probe_tol,
+            max_iter=config.adapt.probe_max_iter,
         )
+        best, _ = probe.select_head(heads, l2s, val_feats, val['label'])
         row[f'{kind}_fit_s'] = time.perf_counter() - t
-        row[kind] = probe.score(test_feats, test['label'], head)
+        row[f'{kind}_l2'] = l2s[best]
+        row[kind] = probe.score(test_feats, test['label'], heads[best])
       t = time.perf_counter()
       row['sklearn'] = scores(test['label'], sklearn_probe(x, y, test_feats, cv=False), c)
       row['sklearn_fit_s'] = time.perf_counter() - t
