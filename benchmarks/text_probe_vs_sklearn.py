@@ -1,7 +1,7 @@
 r"""The fast linear probe against scikit-learn's LogisticRegression on frozen MiniLM features.
 
-  .venv/bin/python benchmarks/text_probe_vs_sklearn.py [--train-limit N] [--out probe.json] \
-      [--features feats.npz]
+  .venv/bin/python benchmarks/text_probe_vs_sklearn.py [--train-limit N] [--eval-limit N] \
+      [--out probe.json] [--features feats.npz]
 
 One pass of all-MiniLM-L6-v2 (mean-pooled, as configs/text/wordnet.py:method=linear_probe
 builds it) over the WordNet training split (timed: the cached-feature probe's cost) and the
@@ -67,6 +67,9 @@ def scores(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> dict[str,
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--train-limit', type=int, default=0, help='first N training glosses only')
+  parser.add_argument(
+      '--eval-limit', type=int, default=0, help='first N validation and test glosses only'
+  )
   parser.add_argument('--out', help='also write the results as JSON here')
   parser.add_argument('--features', help='.npz cache of the features: read if it exists')
   parser.add_argument(
@@ -78,8 +81,10 @@ def main() -> None:
   mesh = sharding.make_mesh(config.mesh)
   info = data.dataset_info(config.dataset)
   split = f'train[:{args.train_limit}]' if args.train_limit else 'train'
-  train, test = data.load_split(config.dataset, split), data.load_split(config.dataset, 'test')
-  val = data.load_split(config.dataset, 'validation')
+  cut = f'[:{args.eval_limit}]' if args.eval_limit else ''
+  train = data.load_split(config.dataset, split)
+  val = data.load_split(config.dataset, f'validation{cut}')
+  test = data.load_split(config.dataset, f'test{cut}')
   l2s = probe.check_penalties(config.adapt.probe_l2)
   exp = experiment.build(config, mesh, info, total_steps=1)
   extract = lambda arrays: probe.extract_features(
