@@ -75,11 +75,24 @@ def _parser() -> argparse.ArgumentParser:
   bench.add_argument('--suite', required=True, help='suite file, optionally suite.py:key=value')
   bench.add_argument('--out', required=True, help='results directory')
   bench.add_argument('--quick', action='store_true', help="the suite's quick variant")
+  bench.add_argument(
+      '--shard',
+      help='i/n: run only shard i of n (round-robin over the run list, plus the runs they '
+      'read); merge the shard directories with `jaxadapt report DIR1 DIR2 ...`',
+  )
 
   report = sub.add_parser(
       'report', help='rebuild report.md and plots from results.jsonl and suite.json'
   )
-  report.add_argument('results', help='results directory (written by jaxadapt bench)')
+  report.add_argument(
+      'results',
+      nargs='+',
+      help='results directory (written by jaxadapt bench); several: the shards of one suite, '
+      'merged',
+  )
+  report.add_argument(
+      '--out', help='where report.md and its plots go (default: the first directory)'
+  )
 
   inspect = sub.add_parser(
       'inspect', help='how a timm / Hugging Face / big_vision / BiT checkpoint maps to jaxadapt'
@@ -194,11 +207,11 @@ def _run(args: argparse.Namespace, overrides: list[str]) -> int:
   if args.command == 'bench':
     from jaxadapt.bench import runlist
 
-    runlist.run_suite(args.suite, args.out, quick=args.quick)
-    _print_report(args.out)
+    runlist.run_suite(args.suite, args.out, quick=args.quick, shard=args.shard)
+    _print_report([args.out])
     return 0
   if args.command == 'report':
-    _print_report(args.results)
+    _print_report(args.results, args.out)
     return 0
   if args.command == 'inspect':
     from jaxadapt import importers
@@ -232,12 +245,19 @@ def _run(args: argparse.Namespace, overrides: list[str]) -> int:
   raise AssertionError(args.command)
 
 
-def _print_report(results_dir: str) -> None:
-  from jaxadapt.bench import reports
+def _print_report(results_dirs: list[str], out: str | None = None) -> None:
+  from jaxadapt.bench import reports, shard
 
-  report = reports.write_report(results_dir)
+  report = reports.write_report(*results_dirs, out=out)
   print(report.summary)
-  print(f"report: {os.path.join(results_dir, 'report.md')}\nplots: {', '.join(report.plots)}")
+  if len(results_dirs) > 1:
+    gaps = shard.missing(results_dirs)
+    print(
+        f'merged {len(results_dirs)} results directories'
+        + (f"; missing shards: {', '.join(gaps)}" if gaps else '')
+    )
+  target = out or results_dirs[0]
+  print(f"report: {os.path.join(target, 'report.md')}\nplots: {', '.join(report.plots)}")
 
 
 if __name__ == '__main__':

@@ -4,11 +4,14 @@ helpers that read them."""
 import json
 import pathlib
 
+import jax
 import numpy as np
 
-from jaxadapt import checkpoint, cli, data, experiment, param_tree, sharding
+from jaxadapt import checkpoint, cli, data, experiment, models, param_tree, presets, sharding
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+METHODS = ROOT / 'configs/methods'
+FASHION = ROOT / 'configs/fashion_mnist'
 PRETRAIN_SMOKE = str(ROOT / 'configs/fashion_mnist/pretrain.py') + ':smoke'
 
 
@@ -61,3 +64,25 @@ def build_experiment(config, total_steps=6):
   mesh = sharding.make_mesh(config.mesh)
   info = data.dataset_info(config.dataset)
   return experiment.build(config, mesh, info, total_steps)
+
+
+def config_spec(name, arg=''):
+  folder = FASHION if name in ('scratch', 'pretrain') else METHODS
+  return str(folder / f'{name}.py') + (f':{arg}' if arg else '')
+
+
+def upstream_file(tmp_path_factory, model):
+  """A random 'checkpoint' file of the smoke `model` (no training: only values matter)."""
+  path = tmp_path_factory.getbasetemp() / 'shared_runs' / f'upstream_{model}.npz'
+  if not path.exists():
+    kwargs = {**presets.MODELS[model]['kwargs'], **models.get_spec(model).smoke}
+    net = models.build_model(presets.MODELS[model]['name'], 5, **kwargs)
+    shapes = jax.eval_shape(net.init, jax.random.key(0), np.zeros((1, 28, 28, 1), np.float32))
+    rng = np.random.default_rng(42)
+    flat = {
+        k: ((1.0 if k.endswith('scale') else 0.0) + rng.normal(0, 0.1, v.shape)).astype(v.dtype)
+        for k, v in param_tree.flatten(shapes['params']).items()
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **flat)
+  return path

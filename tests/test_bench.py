@@ -10,6 +10,7 @@ import shutil
 import pytest
 
 from jaxadapt import cli
+from jaxadapt.bench import shard
 from shared_runs import bench_records, quick_bench
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -130,3 +131,65 @@ def test_malformed_suites_are_one_line_errors(tmp_path, capsys):
       cli.main(['bench', '--suite', str(tmp_path / 'nope.py'), '--out', str(tmp_path / 'o')]) == 2
   )
   assert 'suite file not found' in capsys.readouterr().err
+
+
+def _comparable(records, out) -> list[dict]:
+  """Records without wall time (the one field that differs between runs), the results dir
+  in their configs' paths replaced by <out>."""
+  text = [json.dumps({k: v for k, v in r.items() if k != 'wall_seconds'}) for r in records]
+  return [json.loads(t.replace(str(out), '<out>')) for t in text]
+
+
+def _fixed_wall_copy(src, dst):
+  """A copy of a results dir (records and suite.json only) with every wall time 1.0 s."""
+  dst.mkdir()
+  records = [dict(r, wall_seconds=1.0) for r in bench_records(src)]
+  (dst / 'results.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in records))
+  (dst / 'suite.json').write_text((src / 'suite.json').read_text())
+  return dst
+
+
+def test_two_shards_merged_equal_one_whole_run(results, tmp_path, capsys):
+  """Catches a shard that skips or repeats runs, a dependency missing from the shard that
+  needs it, and a merge that counts a dependency twice or loses the run order."""
+  shards = [tmp_path / 'shard1', tmp_path / 'shard2']
+  for i, out in enumerate(shards, start=1):
+    argv = ['bench', '--suite', TINY, '--out', str(out), '--quick', '--shard', f'{i}/2']
+    assert cli.main(argv) == 0
+  log = capsys.readouterr().out
+  # 13 runs round-robin: shard 1 owns 7 (upstream, 3 distilled students among them) and
+  # trains the 2 teachers it reads; shard 2 owns 6 and trains upstream for its adapters.
+  assert "shard 1/2: 7 of the suite's 13 runs and 2 they read" in log
+  assert "shard 2/2: 6 of the suite's 13 runs and 1 they read" in log
+  per_shard = [bench_records(out) for out in shards]
+  owned = [[r['cell'] for r in rs if not r.get('shard_dependency')] for rs in per_shard]
+  whole = bench_records(results)
+  assert sorted(owned[0] + owned[1]) == sorted(r['cell'] for r in whole)  # a partition
+  assert 'upstream' in owned[0] and 'upstream' in [r['cell'] for r in per_shard[1]]
+
+  merged = tmp_path / 'merged'
+  assert cli.main(['report', *map(str, shards), '--out', str(merged)]) == 0
+  assert 'merged 2 results directories' in capsys.readouterr().out
+  _, records = shard.merge(shards)
+  by_dir = {cell: out for out, cells in zip(shards, owned) for cell in cells}
+  assert [r['cell'] for r in records] == [r['cell'] for r in whole]  # once each, in run order
+  assert not any(r.get('shard_dependency') for r in records)  # the owner's record
+  normalised = [_comparable([r], by_dir[r['cell']])[0] for r in records]
+  assert normalised == _comparable(whole, results)
+  # The same report as the whole run (wall times fixed: they differ between runs).
+  fixed = [_fixed_wall_copy(out, tmp_path / f'fixed{i}') for i, out in enumerate(shards)]
+  assert cli.main(['report', *map(str, fixed), '--out', str(tmp_path / 'fixed_merged')]) == 0
+  whole_fixed = _fixed_wall_copy(results, tmp_path / 'fixed_whole')
+  assert cli.main(['report', str(whole_fixed)]) == 0
+  assert (tmp_path / 'fixed_merged/report.md').read_text() == (
+      whole_fixed / 'report.md'
+  ).read_text()
+
+
+@pytest.mark.parametrize('spec', ['0/2', '3/2', 'x', '1/0', '1/2/3'])
+def test_a_bad_shard_is_a_one_line_error_before_anything_is_written(tmp_path, capsys, spec):
+  out = tmp_path / 'o'
+  assert cli.main(['bench', '--suite', TINY, '--out', str(out), '--quick', '--shard', spec]) == 2
+  err = capsys.readouterr().err
+  assert err.count('\n') == 1 and '--shard must be i/n with 1 <= i <= n' in err
+  assert not out.exists()

@@ -16,34 +16,11 @@ from jaxadapt.metrics import read_metrics
 from jaxadapt.models import Blocks, ModelSpec
 from jaxadapt.models.common import zeros
 
-from shared_runs import build_experiment, host_flat, trained_run, upstream_cnn, upstream_flat
+from shared_runs import build_experiment, config_spec, host_flat, trained_run, upstream_cnn
+from shared_runs import upstream_file, upstream_flat
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-METHODS = ROOT / 'configs/methods'
-FASHION = ROOT / 'configs/fashion_mnist'
 MNIST1D = str(ROOT / 'configs/mnist1d/train.py')
-
-
-def config_spec(name, arg=''):
-  folder = FASHION if name in ('scratch', 'pretrain') else METHODS
-  return str(folder / f'{name}.py') + (f':{arg}' if arg else '')
-
-
-def upstream_file(tmp_path_factory, model):
-  """A random 'checkpoint' file of the smoke `model` (no training: only values matter)."""
-  path = tmp_path_factory.getbasetemp() / 'shared_runs' / f'upstream_{model}.npz'
-  if not path.exists():
-    kwargs = {**presets.MODELS[model]['kwargs'], **models.get_spec(model).smoke}
-    net = models.build_model(presets.MODELS[model]['name'], 5, **kwargs)
-    shapes = jax.eval_shape(net.init, jax.random.key(0), np.zeros((1, 28, 28, 1), np.float32))
-    rng = np.random.default_rng(42)
-    flat = {
-        k: ((1.0 if k.endswith('scale') else 0.0) + rng.normal(0, 0.1, v.shape)).astype(v.dtype)
-        for k, v in param_tree.flatten(shapes['params']).items()
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, **flat)
-  return path
 
 
 def upstream(tmp_path_factory, model):

@@ -185,6 +185,7 @@ def test_write_report_deterministic_with_plots(results_dir):
   assert sorted(p.rsplit('/', 1)[-1] for p in first.plots) == [
       'accuracy_vs_data.png',
       'accuracy_vs_flops.png',
+      'verdict.png',
   ]
   pngs = {}
   for p in first.plots:

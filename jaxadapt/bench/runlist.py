@@ -22,7 +22,7 @@ import ml_collections
 from etils import epath
 
 from jaxadapt import config as config_lib, data, fast_probe, train as train_lib
-from jaxadapt.bench import convergence, matrix, results, suite as suite_lib
+from jaxadapt.bench import convergence, matrix, results, shard as shard_lib, suite as suite_lib
 from jaxadapt.metrics import read_metrics
 
 # The summary.json fields every record carries.
@@ -44,14 +44,21 @@ def run_suite(
     out: str,
     quick: bool = False,
     log: Callable[[str], Any] = functools.partial(print, flush=True),
+    shard: str | None = None,
 ) -> list[dict[str, Any]]:
-  """Runs every unfinished run of the suite `spec` into `out`; returns all its records."""
+  """Runs every unfinished run of the suite `spec` into `out`; returns all its records.
+
+  `shard` 'i/n': only the runs shard i of n owns and the runs they read (shard.py).
+  """
+  index, count = shard_lib.parse(shard) if shard is not None else (1, 1)
   suite = suite_lib.load(spec, quick)
   out_dir = epath.Path(out)
   results_path = out_dir / 'results.jsonl'
   meta_path = out_dir / 'suite.json'
   runs_dir = out_dir / 'runs'  # one workdir per run, named after it
   meta = suite_lib.meta(suite, quick)
+  if shard is not None:
+    meta['shard'] = shard_lib.meta(suite['runs'], suite['common'], index, count)
   if meta_path.exists():
     old = json.loads(meta_path.read_text())
     if (old.get('report'), old.get('quick')) != (meta['report'], quick):
@@ -59,8 +66,16 @@ def run_suite(
           f"{out} holds a {old.get('report')} suite{' (--quick)' if old.get('quick') else ''}; "
           f"write this {meta['report']} suite{' (--quick)' if quick else ''} to another --out"
       )
+    where = lambda m: m.get('shard') and (m['shard']['index'], m['shard']['count'])
+    if where(old) != where(meta):  # a changed suite may resume; another shard may not
+      raise shard_lib.ShardError(
+          f'{out} holds {_shard_words(old.get("shard"))} of a suite; write '
+          f'{_shard_words(meta.get("shard"))} of this suite to another --out'
+      )
+  own = set(shard_lib.owned(suite['runs'], index, count))
+  runs = shard_lib.needed(suite['runs'], sorted(own))  # the whole suite without --shard
   done = {r['cell']: r for r in results.read(results_path)}
-  remaining = [run for run in suite['runs'] if run['name'] not in done]
+  remaining = [run for run in runs if run['name'] not in done]
   # Every config is built before anything is written: a bad override fails at once.
   configs = {run['name']: run_config(run, runs_dir, suite['common']) for run in remaining}
   for run in remaining:  # a finished run that a remaining one reads must still have its workdir
@@ -73,9 +88,15 @@ def run_suite(
   out_dir.mkdir(parents=True, exist_ok=True)
   meta_path.write_text(json.dumps(meta, indent=1, sort_keys=True) + '\n')
 
-  referenced = {ref for run in suite['runs'] for ref in suite_lib.refs(run)}
+  referenced = {ref for run in runs for ref in suite_lib.refs(run)}
+  scope = (
+      f'shard {index}/{count}: {len(own)} of the suite\'s {len(suite["runs"])} runs and '
+      f'{len(runs) - len(own)} they read, '
+      if shard is not None
+      else ''
+  )
   log(
-      f"[bench] {len(suite['runs'])} runs, {len(suite['runs']) - len(remaining)} already done, "
+      f'[bench] {scope}{len(runs)} runs, {len(runs) - len(remaining)} already done, '
       f'{len(remaining)} to run -> {results_path}'
   )
   t_start = time.perf_counter()
@@ -96,10 +117,16 @@ def run_suite(
     if (workdir / 'metrics.jsonl').exists():
       summary['val_curve'] = convergence.val_curve(read_metrics(workdir))
     done[name] = _record(run, config, summary, time.perf_counter() - t0)
+    if name not in own:  # trained for a run of this shard; another shard owns its record
+      done[name][shard_lib.DEPENDENCY] = True
     results.append(results_path, done[name])
     if name not in referenced:
       shutil.rmtree(workdir, ignore_errors=True)
-  return [done[run['name']] for run in suite['runs']]
+  return [done[run['name']] for run in runs]
+
+
+def _shard_words(shard: dict | None) -> str:
+  return f"shard {shard['index']}/{shard['count']}" if shard else 'all the runs'
 
 
 def run_config(

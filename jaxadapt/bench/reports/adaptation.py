@@ -16,8 +16,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from jaxadapt.bench import results, selection
-from jaxadapt.bench.reports import common
+from jaxadapt.bench import results, selection, verdict as verdict_lib
+from jaxadapt.bench.reports import common, verdict as verdict_report
 from jaxadapt.errors import UserError
 
 UPSTREAM_TASK = 'upstream'
@@ -29,16 +29,25 @@ MACRO_METRICS = {'macro_f1': 'macro F1', 'macro_accuracy': 'macro accuracy'}
 def write(records: list[dict], meta: dict, out: str) -> common.Report:
   """report.md (tables, then the plots) and the terminal table of a matrix suite's runs."""
   methods = meta.get('methods', ())
+  result = verdict_lib.verdict(_adaptation_runs(records), methods)
+  figure = verdict_report.figure(result, out, methods)
   paths = plots(records, out, methods)
   text = markdown(
-      records, methods, notes=meta.get('notes', ()), macro_metric=meta.get('macro_metric')
+      records,
+      methods,
+      with_figure=figure is not None,
+      notes=meta.get('notes', ()),
+      macro_metric=meta.get('macro_metric'),
   )
   if paths:
     text += '\n## Plots\n\n' + ''.join(
         f'![{os.path.basename(p)[:-4].replace("_", " ")}]({os.path.basename(p)})\n\n' for p in paths
     )
     text = text.rstrip('\n') + '\n'
-  return common.Report(text, paths, terminal_table(records, methods))
+  summary = terminal_table(records, methods)
+  if result:
+    summary += '\n' + '\n'.join(verdict_report.summary_lines(result)) + '\n'
+  return common.Report(text, ([figure] if figure else []) + paths, summary)
 
 
 def _upstream(records: Iterable[dict]) -> list[dict]:
@@ -63,14 +72,11 @@ def _adaptation_runs(records: Iterable[dict]) -> list[dict]:
   return runs
 
 
-def _method_key(order: Sequence[str]) -> Callable[[str], tuple[int, str]]:
-  """Sorts methods in the suite's order; methods it does not list come last, by name."""
-  index = {m: i for i, m in enumerate(order)}
-  return lambda method: (index.get(method, len(index)), '' if method in index else method)
-
-
-def _size_key(size: int) -> tuple[bool, int]:
-  return size == 0, size  # 0 means "all the data": the largest, so it sorts last
+_method_key = common.method_key
+_size_key = common.size_key
+_size_label = common.size_label
+_fmt_flops = common.fmt_flops
+_fmt_seconds = common.fmt_seconds
 
 
 def _mean(rs: list[dict], key: str) -> float:
@@ -125,26 +131,6 @@ def aggregate(records: Iterable[dict], methods: Sequence[str] = ()) -> list[dict
   return rows
 
 
-def _size_label(size: int) -> str:
-  return 'all' if size == 0 else str(size)
-
-
-def _fmt_flops(x: float) -> str:
-  if not math.isfinite(x):
-    return '-'
-  for scale, unit in (
-      (1e15, 'PFLOP'),
-      (1e12, 'TFLOP'),
-      (1e9, 'GFLOP'),
-      (1e6, 'MFLOP'),
-      (1e3, 'kFLOP'),
-  ):
-    if x >= scale:
-      v = x / scale
-      return f'{v:.1f} {unit}' if v < 10 else f'{v:.0f} {unit}'
-  return f'{x:.0f} FLOP'
-
-
 def _fmt_bytes(x: float) -> str:
   if not math.isfinite(x):
     return '-'
@@ -160,10 +146,6 @@ def _fmt_percent(fraction: float) -> str:
   pct = 100 * fraction
   # PEFT fractions are often far below 1%; two significant digits keep them apart.
   return f'{pct:.1f}%' if pct >= 1 or pct == 0 else f'{pct:.2g}%'
-
-
-def _fmt_seconds(x: float) -> str:
-  return f'{x:.1f} s' if math.isfinite(x) else '-'
 
 
 def _task_tables(
@@ -229,11 +211,16 @@ def markdown(
     records: Iterable[dict],
     methods: Sequence[str] = (),
     threshold: float = 0.9,
+    with_figure: bool = False,
     notes: Sequence[str] = (),
     macro_metric: str | None = None,
 ) -> str:
-  """The report: a header paragraph and the suite's `notes`, then per task the accuracy
-  table (and with `macro_metric`, a table of that class-balanced metric)."""
+  """The report: the verdict (which approach to use), a header paragraph and the suite's
+  `notes`, one table per task (and with `macro_metric`, a table of that class-balanced
+  test metric per task).
+
+  `with_figure`: link verdict.png (written by verdict_report.figure) in the verdict.
+  """
   records = list(records)
   if macro_metric and macro_metric not in MACRO_METRICS:
     raise UserError(
@@ -242,9 +229,11 @@ def markdown(
   runs = _adaptation_runs(records)
   seeds = sorted({r['seed'] for r in runs})
   tables = _task_tables(runs, methods, threshold)
-  out = [
-      '# Adaptation benchmark',
-      '',
+  result = verdict_lib.verdict(runs, methods)
+  out = ['# Adaptation benchmark', '']
+  if result:
+    out += [*verdict_report.markdown_lines(result, with_figure), '', '## Method tables', '']
+  out += [
       f'Each table has one row per method on one downstream task. **data needed** is the '
       f"smallest number of training examples per class at which the method's mean test "
       f'accuracy reaches {threshold:g} x the best mean accuracy of any method on that task '

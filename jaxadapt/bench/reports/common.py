@@ -7,7 +7,9 @@ pure function of results.jsonl and suite.json.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -74,3 +76,37 @@ def page(meta: dict, body: str, plots: list[str]) -> Report:
   for p in plots:
     text += f'\n![{os.path.basename(p)[:-4]}]({os.path.basename(p)})\n'
   return Report(text, plots, text)
+
+
+def method_key(order: Sequence[str]) -> Callable[[str], tuple[int, str]]:
+  """Sorts methods in the suite's order; methods it does not list come last, by name."""
+  index = {m: i for i, m in enumerate(order)}
+  return lambda method: (index.get(method, len(index)), '' if method in index else method)
+
+
+def size_key(size: int) -> tuple[bool, int]:
+  return size == 0, size  # 0 means "all the data": the largest, so it sorts last
+
+
+def size_label(size: int) -> str:
+  return 'all' if size == 0 else str(size)
+
+
+def fmt_flops(x: float) -> str:
+  if not math.isfinite(x):
+    return '-'
+  for scale, unit in (
+      (1e15, 'PFLOP'),
+      (1e12, 'TFLOP'),
+      (1e9, 'GFLOP'),
+      (1e6, 'MFLOP'),
+      (1e3, 'kFLOP'),
+  ):
+    if x >= scale:
+      v = x / scale
+      return f'{v:.1f} {unit}' if v < 10 else f'{v:.0f} {unit}'
+  return f'{x:.0f} FLOP'
+
+
+def fmt_seconds(x: float) -> str:
+  return f'{x:.1f} s' if math.isfinite(x) else '-'
