@@ -249,7 +249,7 @@ def test_macro_metric_table_and_notes_replace_the_missing_upstream_line():
     r['test_macro_f1'] = r['test_accuracy'] - 0.1
   text = report.markdown(records, METHODS, notes=('Pretrained: X.',), macro_metric='macro_f1')
   assert 'Pretrained: X.' in text and 'Upstream pre-training' not in text
-  related = text[text.index('## Task: related') : text.index('## Task: unrelated')]
+  related = text[text.index('\n## Task: related') : text.index('\n## Task: unrelated')]
   assert 'Test macro F1 (%)' in related
   assert '| method | 1 | 10 | all |' in related
   assert '| lora | 73.0 ± 1.4 | 76.0 ± 0.0 | 79.0 ± 1.4 |' in related
