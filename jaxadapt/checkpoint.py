@@ -24,6 +24,7 @@ from typing import Any, Iterator
 import jax
 import orbax.checkpoint as ocp
 from etils import epath
+from jaxadapt import ema
 from jaxadapt.errors import UserError
 
 CORRUPT_DIR = 'corrupt_checkpoints'
@@ -163,7 +164,8 @@ def restore_params(path: epath.PathLike, step: int | None = None) -> Any:
 
   `path` is a workdir (its newest readable checkpoint is used: an unreadable newer
   one is skipped with a warning naming it) or a checkpoints directory, or one step's
-  directory inside it.
+  directory inside it. A run trained with `optim.ema` gives its averaged trainable
+  parameters (what its evaluation measured) for the step its averages were saved at.
   """
   path = absolute(path)
   if (path / 'checkpoints').exists():
@@ -188,7 +190,7 @@ def restore_params(path: epath.PathLike, step: int | None = None) -> Any:
       continue
     for b, error in bad:
       warn(f'checkpoint step {b} in {path} is unreadable ({_first_line(error)}); using step {s}')
-    return params
+    return ema.with_averages(params, path.parent, s)  # an optim.ema run: its averaged weights
   raise CheckpointError(f'no readable checkpoint in {path}: {_describe(bad)}')
 
 

@@ -176,9 +176,10 @@ def _initialize_distributed() -> None:
 
 def _run(args: argparse.Namespace, overrides: list[str]) -> int:
   # Heavy imports happen here so `--help` and argument errors stay instant.
-  from jaxadapt import config as config_lib
+  from jaxadapt import config as config_lib, host
 
   _enable_compilation_cache()
+  host.keep_freed_memory()  # XLA's per-step buffers reuse the same pages (host.py)
   if args.command == 'train':
     config = config_lib.load_config(args.config, overrides)
     if args.distributed:

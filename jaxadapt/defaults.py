@@ -91,7 +91,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.distill.cache_logits = False  # precompute teacher logits once (needs un-augmented data)
 
   c.batch_size = 128  # global batch, split over all devices and processes
-  c.eval_batch_size = 1000
+  # Examples per eval step. On CPU, 200 evaluated the default CNN 1.4x faster than 1000
+  # (XLA:CPU's convolutions cost more per example on big batches); raise it on accelerators.
+  c.eval_batch_size = 200
   c.num_epochs = 10.0  # used when num_steps is 0
   c.num_steps = 0
 
@@ -109,6 +111,9 @@ def base_config() -> ml_collections.ConfigDict:
   # averages the gradients (one update, the whole batch's; activation memory of one part).
   c.optim.accumulate = 1
   c.optim.grad_clip = 0.0  # global-norm clip over trainable params; 0 = off
+  # Evaluate (and export) an exponential moving average of the trainable parameters with
+  # this decay, e.g. 0.999 (ema.py: warmed up over the first updates); 0 = off.
+  c.optim.ema = 0.0
   # (regex, value) rules over parameter paths, first match wins (path_rules.py).
   c.optim.lr_rules = (('.*', 1.0),)  # learning-rate multipliers
   c.optim.wd_rules = (('.*(bias|scale)$', 0.0), ('.*', 1.0))  # weight-decay multipliers

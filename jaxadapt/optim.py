@@ -14,7 +14,7 @@ from typing import Any, Mapping
 import ml_collections
 import optax
 
-from jaxadapt import path_rules, param_tree
+from jaxadapt import ema, path_rules, param_tree
 from jaxadapt.config import ConfigError
 from jaxadapt.models.common import is_constant
 
@@ -108,6 +108,8 @@ def make_optimizer(
       )
     else:
       raise ConfigError(f"unknown optim.name '{optim.name}'; choose adamw or sgd")
+    if optim.ema:
+      tx = optax.chain(tx, ema.track(optim.ema))  # per group: trainable leaves only
     transforms[g['label']] = tx
   labels = param_tree.unflatten({p: g['label'] for p, g in groups.items()})
   tx = optax.partition(transforms, labels)  # a.k.a. multi_transform

@@ -21,7 +21,7 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from jaxadapt import checkpoint, cost, data, distill, divergence, evaluate, experiment
+from jaxadapt import checkpoint, cost, data, distill, divergence, ema, evaluate, experiment
 from jaxadapt import preemption, sharding, validate, workdir_lock
 from jaxadapt import step as step_lib, workdir as workdir_lib
 from jaxadapt.metrics import MetricWriter
@@ -141,8 +141,13 @@ def _train(config, workdir, lock: workdir_lock.WorkdirLock, quiet: bool) -> dict
       out_shardings=replicated,
   )
 
-  run_eval = lambda params: evaluate.evaluate_splits(
-      eval_step, params, eval_arrays, config.eval_batch_size, mesh
+  # With optim.ema the averaged trainable parameters are what is evaluated (ema.py).
+  run_eval = lambda state: evaluate.evaluate_splits(
+      eval_step,
+      ema.ema_params(state.params, state.opt_state),
+      eval_arrays,
+      config.eval_batch_size,
+      mesh,
   )
 
   # ------------------------------------------------------------------ loop
@@ -188,7 +193,7 @@ def _train(config, workdir, lock: workdir_lock.WorkdirLock, quiet: bool) -> dict
         bar.set_postfix(loss=f"{means['train/loss']:.4f}", acc=f"{means['train/accuracy']:.3f}")
         writer.write(step, means)
       if evaluating:
-        final = run_eval(state.params)
+        final = run_eval(state)
         writer.write(step, final)
         if not bar.disable:
           bar.write(f'step {step}: ' + ' '.join(f'{k}={v:.4f}' for k, v in final.items()))
@@ -206,7 +211,7 @@ def _train(config, workdir, lock: workdir_lock.WorkdirLock, quiet: bool) -> dict
         break
     else:
       if start >= total_steps:
-        final = run_eval(state.params)
+        final = run_eval(state)
         log(
             f'run already complete at step {start}: '
             + ' '.join(f'{k}={v:.4f}' for k, v in final.items())
@@ -216,6 +221,8 @@ def _train(config, workdir, lock: workdir_lock.WorkdirLock, quiet: bool) -> dict
     ckpt.close()
     writer.close()
     stop.restore()
+  if config.optim.ema and not interrupted:
+    ema.save_averages(workdir, state.opt_state, int(state.step))
   if jax.process_index() == 0 and not interrupted:
     summary = cost.run_summary(
         config,

@@ -23,6 +23,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _check('optim.lr', optim.lr, '> 0', lambda v: v > 0, 'e.g. 1e-3; freeze with adapt.trainable')
   _check('optim.grad_clip', optim.grad_clip, '>= 0', lambda v: v >= 0, '0 turns clipping off')
   _check('optim.weight_decay', optim.weight_decay, '>= 0', lambda v: v >= 0)
+  _check('optim.ema', optim.ema, 'in [0, 1)', lambda v: 0 <= v < 1, 'e.g. 0.999; 0 turns it off')
   _check('optim.momentum', optim.momentum, 'in [0, 1)', lambda v: 0 <= v < 1)
   _check('optim.b2', optim.b2, 'in [0, 1)', lambda v: 0 <= v < 1)
   _check('optim.warmup_steps', optim.warmup_steps, '>= 0', lambda v: v >= 0)

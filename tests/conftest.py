@@ -19,6 +19,10 @@ os.environ['JAXADAPT_XLA_CACHE'] = _cache
 import jax  # noqa: E402  (after XLA_FLAGS, on purpose)
 import pytest  # noqa: E402
 
+from jaxadapt import host  # noqa: E402
+
+host.keep_freed_memory()  # as the CLI does: XLA's per-step buffers reuse the same pages
+
 jax.config.update('jax_compilation_cache_dir', _cache)
 jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
 jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)

@@ -33,14 +33,23 @@ MATRIX = (
 def test_fashion_mnist_matrix_expands_after_its_upstream_run_and_records_the_method_order():
   s = suite.load(f'{SUITES}/fashion_mnist.py')
   names = [r['name'] for r in s['runs']]
-  assert names[0] == 'upstream' and len(names) == 1 + 243  # 9 methods x (5 + 4 sizes) x 3 seeds
-  assert 'unrelated/full_ft/1000/0' not in names  # the digits task stops at max_size=100
+  # 9 cells (5 related sizes + 4 unrelated) x 3 seeds x 26 runs: 7 methods x 3 learning
+  # rates, distill's 2 x 2 (T, alpha), the fast probe once.
+  assert names[0] == 'upstream' and len(names) == 1 + 9 * 3 * 26
+  assert 'unrelated/full_ft/1000/0/optim.lr=0.002' not in names  # digits stop at max_size=100
   meta = suite.meta(s, quick=False)
   assert meta['report'] == 'adaptation' and meta['quick'] is False
   assert meta['methods'][0] == 'scratch' and meta['methods'][-2:] == ['student_alone', 'distill']
-  assert suite.refs(s['runs'][names.index('related/distill/10/1')]) == ['related/full_ft/10/1']
-  assert suite.refs(s['runs'][names.index('related/scratch/10/1')]) == []
-  assert suite.refs(s['runs'][names.index('related/lora/10/1')]) == ['upstream']
+  lrs = [n for n in names if n.startswith('related/lora/10/1/')]
+  assert lrs == [f'related/lora/10/1/optim.lr={v}' for v in (0.003333, 0.01, 0.03)]
+  # Every distill grid point learns from the same teacher: full_ft at its default rate.
+  distill = [n for n in names if n.startswith('related/distill/10/1/')]
+  assert len(distill) == 4
+  for n in distill:
+    assert suite.refs(s['runs'][names.index(n)]) == ['related/full_ft/10/1/optim.lr=0.002']
+  assert suite.refs(s['runs'][names.index('related/scratch/10/1/optim.lr=0.002')]) == []
+  assert suite.refs(s['runs'][names.index('related/lora/10/1/optim.lr=0.01')]) == ['upstream']
+  assert 'related/linear_probe_fast/10/1' in names  # its penalty is chosen on val inside the run
 
 
 def test_quick_passes_quick_true_to_every_kind_of_suite():

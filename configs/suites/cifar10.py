@@ -42,7 +42,7 @@ def get_suite(arg=None):
       'preprocess.train=scale|normalize(0.49,0.48,0.45,0.25,0.24,0.26)|pad_crop(4)|flip',
       'preprocess.eval=scale|normalize(0.49,0.48,0.45,0.25,0.24,0.26)',
   )
-  s.common = data + ('eval_batch_size=1000',)
+  s.common = data + ('eval_batch_size=200',)
   s.runs = [
       dict(
           name='upstream',

@@ -42,7 +42,7 @@ def get_suite(arg=None):
       'AnB+': 'above baseB at every n (transfer then fine-tune boosts generalisation, '
       'by about 1-2 points even at n=7)',
   }
-  s.common = ('eval_batch_size=1000',)
+  s.common = ('eval_batch_size=200',)
   quick = (
       'num_steps=6',
       'batch_size=16',
