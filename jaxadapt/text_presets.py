@@ -34,6 +34,10 @@ LEARNING_RATES = {
     'bitfit': 1e-3,
     'distill': 5e-4,
 }
+# The fresh, zero-initialised head of a pretrained model learns at this rate whatever the
+# backbone's (a linear model, as in linear_probe): at fine-tuning rates it would barely
+# leave zero in a short run.
+HEAD_LR = 3e-3
 SMOKE_SPLITS = ('train[:320]', 'validation[:128]', 'test[:128]')  # wordnet
 
 
@@ -82,6 +86,7 @@ def text_experiment(
       rank=8,
       layer_decay=1.0,
       fast='',
+      lr=0.0,
   )
   if arg.method not in METHODS:
     raise config_lib.ConfigError(
@@ -106,7 +111,7 @@ def text_experiment(
   if config.num_steps:
     config.eval_every = config.num_steps  # one exact evaluation, at the end
   config.ckpt_every = 500
-  config.optim.lr = LEARNING_RATES[arg.method]
+  config.optim.lr = arg.lr or LEARNING_RATES[arg.method]
   if arg.smoke:
     _smoke(config, shrink_model=config.init.checkpoint is None or not _is_import(config))
     config.num_steps = arg.steps or config.num_steps
@@ -125,6 +130,10 @@ def text_experiment(
         'full_ft': dict(layer_decay=arg.layer_decay),
     }.get(arg.method, {})
     methods.apply(config, arg.method, **method_args)  # also: dont_load the new head
+    if pretrained and arg.method != 'linear_probe':
+      config.optim.lr_rules = (('head/.*', HEAD_LR / config.optim.lr),) + tuple(
+          config.optim.lr_rules
+      )
     if arg.method == 'lora':
       config.optim.weight_decay = 0.0
     if arg.fast:

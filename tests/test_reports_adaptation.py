@@ -239,3 +239,24 @@ def test_one_seed_cells_show_no_std_and_unconverged_cells_are_marked():
   assert '±' not in text.split('\n## Task')[1]  # one seed: no "± 0.0" that reads as no spread
   two = [rising, dict(_record('related', 'lora', 10, 1, 0.8), still_rising=False)]
   assert '| 75.0 ± 7.1 ↑ |' in report.markdown(two, METHODS)
+
+
+def test_macro_metric_table_and_notes_replace_the_missing_upstream_line():
+  """Bugs caught: a text suite's class-balanced metric never reaching the report; its
+  macro F1 averaged over the wrong runs; 'no upstream record' shown for an imported model."""
+  records = [r for r in _records() if r['cell'] != 'upstream']
+  for r in records:  # macro F1 = accuracy - 0.1, so the expected cells follow from ACC
+    r['test_macro_f1'] = r['test_accuracy'] - 0.1
+  text = report.markdown(records, METHODS, notes=('Pretrained: X.',), macro_metric='macro_f1')
+  assert 'Pretrained: X.' in text and 'Upstream pre-training' not in text
+  related = text[text.index('\n## Task: related') : text.index('\n## Task: unrelated')]
+  assert 'Test macro F1 (%)' in related
+  assert '| method | 1 | 10 | all |' in related
+  assert '| lora | 73.0 ± 1.4 | 76.0 ± 0.0 | 79.0 ± 1.4 |' in related
+  # Records written before macro scores were recorded: '-', not a crash or a 0.
+  old = [dict(r, test_macro_f1=None) for r in records]
+  assert '| lora | - | - | - |' in report.markdown(old, METHODS, macro_metric='macro_f1')
+  # Without macro_metric the report is unchanged (the image suites' golden reports).
+  assert 'macro' not in report.markdown(records, METHODS)
+  with pytest.raises(UserError, match="unknown macro_metric 'f1'"):
+    report.markdown(records, METHODS, macro_metric='f1')

@@ -339,6 +339,7 @@ def _token_arrays(n=45, width=64, seed=0):
 def test_eval_batches_bucket_tokens_and_cover_each_example_once():
   """Bugs caught: a cut that drops real tokens, rows lost or repeated, processes disagreeing."""
   from jaxadapt.data import eval_batches, in_input_order
+  from jaxadapt.data.pipeline import TOKEN_BUCKET
 
   arrays = _token_arrays()
   for processes in (1, 2):
@@ -347,7 +348,7 @@ def test_eval_batches_bucket_tokens_and_cover_each_example_once():
       for batch in eval_batches(arrays, 8, process_index=p, process_count=processes):
         width = batch['tokens'].shape[1]
         real = batch['mask'] > 0
-        assert width % 16 == 0 or width == 64
+        assert width % TOKEN_BUCKET == 0 or width == 64
         assert (arrays['length'][batch['index']] <= width).all()
         np.testing.assert_array_equal(batch['tokens'], arrays['tokens'][batch['index'], :width])
         assert (arrays['tokens'][batch['index'], width:] == 0).all()  # only padding dropped

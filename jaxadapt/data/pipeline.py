@@ -102,8 +102,9 @@ class BatchSource:
     return {key: value[index] for key, value in self.arrays.items()}
 
 
-# Token batches are cut to their longest text rounded up to this many ids (few shapes to compile).
-TOKEN_BUCKET = 16
+# Token batches are cut to their longest text rounded up to a multiple of this: little
+# padding left, and few shapes to compile.
+TOKEN_BUCKET = 8
 
 
 def eval_batches(
@@ -116,7 +117,7 @@ def eval_batches(
   `index` (int32) is each row's position in `arrays`.
 
   Text ({'tokens', 'length'}) is visited shortest first and each batch's tokens are cut
-  to its longest text rounded up to TOKEN_BUCKET: the dropped columns are padding, which
+  to its longest text rounded up to a multiple of TOKEN_BUCKET: the dropped columns are padding, which
   the model masks, so outputs are the same for a fraction of the compute.
   """
   _check_processes(batch_size, process_index, process_count)

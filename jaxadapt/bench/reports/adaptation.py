@@ -22,6 +22,8 @@ from jaxadapt.errors import UserError
 
 UPSTREAM_TASK = 'upstream'
 TAGS = ('task', 'method', 'size', 'seed')
+# Class-balanced test metrics a suite may report beside accuracy (suite field macro_metric).
+MACRO_METRICS = {'macro_f1': 'macro F1', 'macro_accuracy': 'macro accuracy'}
 
 
 def write(records: list[dict], meta: dict, out: str) -> common.Report:
@@ -30,7 +32,13 @@ def write(records: list[dict], meta: dict, out: str) -> common.Report:
   result = verdict_lib.verdict(_adaptation_runs(records), methods)
   figure = verdict_report.figure(result, out, methods)
   paths = plots(records, out, methods)
-  text = markdown(records, methods, with_figure=figure is not None)
+  text = markdown(
+      records,
+      methods,
+      with_figure=figure is not None,
+      notes=meta.get('notes', ()),
+      macro_metric=meta.get('macro_metric'),
+  )
   if paths:
     text += '\n## Plots\n\n' + ''.join(
         f'![{os.path.basename(p)[:-4].replace("_", " ")}]({os.path.basename(p)})\n\n' for p in paths
@@ -91,6 +99,11 @@ def aggregate(records: Iterable[dict], methods: Sequence[str] = ()) -> list[dict
     task, method, size = key
     rs = sorted(groups[key], key=lambda r: r['seed'])  # fixed summation order
     mean, std, _ = common.stats([float(r['test_accuracy']) for r in rs])
+    macro = {}
+    for name in MACRO_METRICS:  # absent from records written before they were recorded
+      values = [float(r[f'test_{name}']) for r in rs if r.get(f'test_{name}') is not None]
+      m, sd, _ = common.stats(values) if values else (math.nan, math.nan, 0)
+      macro.update({f'test_{name}_mean': m, f'test_{name}_std': sd})
     fraction = [
         float(r['trainable_params']) / float(r['total_params'])
         for r in rs
@@ -112,6 +125,7 @@ def aggregate(records: Iterable[dict], methods: Sequence[str] = ()) -> list[dict
             'opt_state_bytes': _mean(rs, 'opt_state_bytes'),
             'pretrained': any(bool(r.get('pretrained')) for r in rs),
             'n_seeds': len(rs),
+            **macro,
         }
     )
   return rows
@@ -170,13 +184,13 @@ def _task_tables(
 RISING = ' ↑'  # marks a cell whose val accuracy was still rising at the end
 
 
-def _fmt_acc(cell: dict | None, sep: str = ' ± ') -> str:
+def _fmt_acc(cell: dict | None, sep: str = ' ± ', metric: str = 'test_accuracy') -> str:
   """Mean, then ± sample std when there is more than one seed, then the unconverged mark."""
-  if cell is None:
+  if cell is None or not math.isfinite(cell[f'{metric}_mean']):
     return '-'
-  text = f"{100 * cell['test_accuracy_mean']:.1f}"
+  text = f"{100 * cell[f'{metric}_mean']:.1f}"
   if cell['n_seeds'] > 1:
-    text += f"{sep}{100 * cell['test_accuracy_std']:.1f}"
+    text += f"{sep}{100 * cell[f'{metric}_std']:.1f}"
   return text + (RISING if cell.get('still_rising') else '')
 
 
@@ -198,12 +212,20 @@ def markdown(
     methods: Sequence[str] = (),
     threshold: float = 0.9,
     with_figure: bool = False,
+    notes: Sequence[str] = (),
+    macro_metric: str | None = None,
 ) -> str:
-  """The report: the verdict (which approach to use), a header paragraph, one table per task.
+  """The report: the verdict (which approach to use), a header paragraph and the suite's
+  `notes`, one table per task (and with `macro_metric`, a table of that class-balanced
+  test metric per task).
 
   `with_figure`: link verdict.png (written by verdict_report.figure) in the verdict.
   """
   records = list(records)
+  if macro_metric and macro_metric not in MACRO_METRICS:
+    raise UserError(
+        f"unknown macro_metric '{macro_metric}' in suite.json; known: {', '.join(MACRO_METRICS)}"
+    )
   runs = _adaptation_runs(records)
   seeds = sorted({r['seed'] for r in runs})
   tables = _task_tables(runs, methods, threshold)
@@ -227,7 +249,10 @@ def markdown(
       f'({", ".join(str(s) for s in seeds) or "none"}).',
       '',
   ]
-  out += _upstream_lines(records)
+  if notes:  # a suite without an upstream run (an imported model) says so in its notes
+    out += [*notes, *([''] + _upstream_lines(records) if _upstream(records) else [])]
+  else:
+    out += _upstream_lines(records)
   out += ['', *_selection_lines(runs, methods)]
   for task, table in tables.items():
     sizes = table['sizes']
@@ -263,9 +288,29 @@ def markdown(
       ]
       cols += [_fmt_acc(row['cells'].get(s)) for s in sizes]
       out.append('| ' + ' | '.join(cols) + ' |')
+    if macro_metric:
+      out += _macro_table(table, macro_metric)
   if not tables:
     out += ['', 'No adaptation runs in this results file.']
   return '\n'.join(out) + '\n'
+
+
+def _macro_table(table: dict, metric: str) -> list[str]:
+  """One task's class-balanced test metric, by method and data size (as the accuracy table)."""
+  sizes = table['sizes']
+  head = ['method'] + [_size_label(s) for s in sizes]
+  out = [
+      '',
+      f'Test {MACRO_METRICS[metric]} (%), mean over classes of the per-class score, so rare '
+      'classes count as much as common ones:',
+      '',
+      '| ' + ' | '.join(head) + ' |',
+      '|' + '---|' * len(head),
+  ]
+  for row in table['rows']:
+    cells = [_fmt_acc(row['cells'].get(s), metric=f'test_{metric}') for s in sizes]
+    out.append('| ' + ' | '.join([row['method'], *cells]) + ' |')
+  return out
 
 
 def _selection_lines(runs: list[dict], methods: Sequence[str]) -> list[str]:
