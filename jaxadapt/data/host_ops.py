@@ -21,7 +21,6 @@ where it lands, whatever the number of processes or workers.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 from typing import Callable
 
@@ -114,25 +113,7 @@ HOST_OPS: dict[str, Callable[[tuple[float, ...]], HostOp]] = {
 
 def parse(spec: str) -> list[HostOp]:
   """ "op|op(args)" -> HostOps; the same grammar as preprocess.parse, with the host ops."""
-  ops = []
-  for token in spec.split('|') if spec.strip() else []:
-    match = preprocess._TOKEN.match(token)
-    if not match:
-      raise DataError(f"cannot parse host op '{token.strip()}' in preprocess.host_train '{spec}'")
-    name, arg_text = match.group(1), match.group(2)
-    if name not in HOST_OPS:
-      close = difflib.get_close_matches(name, HOST_OPS, n=1)
-      hint = f" (did you mean '{close[0]}'?)" if close else ''
-      raise DataError(
-          f"unknown host op '{name}' in preprocess.host_train '{spec}'; valid ops: "
-          f"{', '.join(sorted(HOST_OPS))}{hint}"
-      )
-    try:
-      args = tuple(float(a) for a in arg_text.split(',')) if arg_text and arg_text.strip() else ()
-    except ValueError:
-      raise DataError(f"host op '{name}' has non-numeric arguments '{arg_text}'") from None
-    ops.append(HOST_OPS[name](args))
-  return ops
+  return preprocess.parse_with(spec, HOST_OPS, 'host op', f"preprocess.host_train '{spec}'")
 
 
 class HostTransform:

@@ -187,27 +187,30 @@ _TOKEN = re.compile(r'^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:\((.*)\))?\s*$')
 
 def parse(spec: str) -> list[Op]:
   """Turn "op|op(args)|..." into Ops; '' means no preprocessing beyond the float32 cast."""
+  return parse_with(spec, OPS, 'preprocessing op', f"spec '{spec}'")
+
+
+def parse_with(spec: str, registry: dict[str, Callable], what: str, where: str) -> list:
+  """ "op|op(args)|..." -> [registry[op](args)]: the grammar of every op spec (device and host)."""
   ops = []
   for token in spec.split('|') if spec.strip() else []:
     match = _TOKEN.match(token)
     if not match:
       raise DataError(
-          f"cannot parse preprocessing op '{token.strip()}' in spec '{spec}'; "
-          f'expected name or name(arg, ...)'
+          f"cannot parse {what} '{token.strip()}' in {where}; expected name or name(arg, ...)"
       )
     name, arg_text = match.group(1), match.group(2)
-    if name not in OPS:
-      close = difflib.get_close_matches(name, OPS, n=1)
+    if name not in registry:
+      close = difflib.get_close_matches(name, registry, n=1)
       hint = f" (did you mean '{close[0]}'?)" if close else ''
       raise DataError(
-          f"unknown preprocessing op '{name}' in spec '{spec}'; "
-          f"valid ops: {', '.join(sorted(OPS))}{hint}"
+          f"unknown {what} '{name}' in {where}; " f"valid ops: {', '.join(sorted(registry))}{hint}"
       )
     try:
       args = tuple(float(a) for a in arg_text.split(',')) if arg_text and arg_text.strip() else ()
     except ValueError:
-      raise DataError(f"preprocessing op '{name}' has non-numeric arguments '{arg_text}'") from None
-    ops.append(OPS[name](args))
+      raise DataError(f"{what} '{name}' has non-numeric arguments '{arg_text}'") from None
+    ops.append(registry[name](args))
   return ops
 
 
