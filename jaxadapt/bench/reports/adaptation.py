@@ -402,19 +402,7 @@ def plots(
       ax.grid(True, which='major', alpha=0.3)
       ax.tick_params(labelsize=10)
     axes[0].set_ylabel('test accuracy', fontsize=11)
-    handles, labels = [], []
-    for ax in axes:  # one legend for the figure, with every method that appears anywhere
-      for h, l in zip(*ax.get_legend_handles_labels()):
-        if l not in labels:
-          handles, labels = handles + [h], labels + [l]
-    order = sorted(range(len(labels)), key=lambda i: method_key(labels[i]))
-    fig.legend(
-        [handles[i] for i in order],
-        [labels[i] for i in order],
-        loc='center right',
-        fontsize=10,
-        frameon=False,
-    )
+    common.method_legend(fig, axes, method_key, fontsize=10)
     fig.suptitle(title, fontsize=13)
     fig.subplots_adjust(
         left=0.07, right=1 - 1.9 / fig.get_figwidth(), bottom=0.14, top=0.86, wspace=0.25

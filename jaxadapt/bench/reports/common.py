@@ -41,6 +41,23 @@ def save(fig, out: str, name: str) -> str:
   return path
 
 
+def method_legend(fig, axes, key: Callable[[str], tuple], fontsize: int) -> None:
+  """One legend on the figure's right for every method that appears in any of `axes`."""
+  handles, labels = [], []
+  for ax in axes:
+    for h, l in zip(*ax.get_legend_handles_labels()):
+      if l not in labels:
+        handles, labels = handles + [h], labels + [l]
+  order = sorted(range(len(labels)), key=lambda i: key(labels[i]))
+  fig.legend(
+      [handles[i] for i in order],
+      [labels[i] for i in order],
+      loc='center right',
+      fontsize=fontsize,
+      frameon=False,
+  )
+
+
 def stats(values: list[float]) -> tuple[float, float, int]:
   """Mean, sample std (0 for one value) and count."""
   a = np.asarray(values, dtype=np.float64)

@@ -198,19 +198,7 @@ def figure(
         ax.set_ylabel('test accuracy (%)', fontsize=9)
       if i == len(tasks) - 1:
         ax.set_xlabel('training FLOPs', fontsize=9)
-  handles, labels = [], []
-  for ax in axes.flat:
-    for h, l in zip(*ax.get_legend_handles_labels()):
-      if l not in labels:
-        handles, labels = handles + [h], labels + [l]
-  order = sorted(range(len(labels)), key=lambda k: common.method_key(methods)(labels[k]))
-  fig.legend(
-      [handles[k] for k in order],
-      [labels[k] for k in order],
-      loc='center right',
-      fontsize=9,
-      frameon=False,
-  )
+  common.method_legend(fig, axes.flat, common.method_key(methods), fontsize=9)
   fig.suptitle(
       'Which approach: accuracy vs training compute (dotted: low / moderate budget)', fontsize=11
   )
