@@ -122,6 +122,8 @@ def prepare(config: ml_collections.ConfigDict, row: str) -> tuple[dict[str, Any]
       'method': row,
       'model': cfg.model.name,
       'batch_size': cfg.batch_size,
+      # Text rows count tokens: every example is the full dataset.max_length ids here.
+      'tokens_per_example': int(shape[1]) if 'pad_id' in info else None,
       'step_flops': step_flops,
       'forward_flops': fwd_cost['flops'],
       'head_backward_flops': head_bwd,
@@ -171,6 +173,8 @@ def run(
   for record, t in zip(rows, times):
     record['median_step_s'] = statistics.median(t)
     record['images_per_s'] = record['batch_size'] / record['median_step_s']
+    if record['tokens_per_example']:
+      record['tokens_per_s'] = record['images_per_s'] * record['tokens_per_example']
     log(f"  measured {record['method']}: {record['median_step_s'] * 1e3:.1f} ms/step")
   return rows
 
@@ -183,9 +187,12 @@ def measure(config: ml_collections.ConfigDict, row: str, steps: int = 10) -> dic
 def table(rows: list[dict[str, Any]]) -> str:
   """Markdown table; ratios are relative to full fine-tuning when it is present."""
   ref = next((r for r in rows if r['method'] == 'full_ft'), rows[0])
+  text = bool(rows[0].get('tokens_per_example'))
+  rate = (lambda r: r['tokens_per_s']) if text else (lambda r: r['images_per_s'])
   lines = [
       '| method | GFLOPs/step | x full_ft | step / (fwd + head bwd) | median ms/step | x full_ft '
-      '| images/s | trainable params | trainable % | optimizer state | x full_ft '
+      f"| {'tokens/s' if text else 'images/s'} | trainable params | trainable % | optimizer state "
+      '| x full_ft '
       '| frozen params | peak memory |',
       '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   ]
@@ -193,7 +200,7 @@ def table(rows: list[dict[str, Any]]) -> str:
     lines.append(
         f"| {r['method']} | {r['step_flops'] / 1e9:.3f} | {r['step_flops'] / ref['step_flops']:.2f}"
         f" | {r['step_over_forward_plus_head']:.2f} | {r['median_step_s'] * 1e3:.1f}"
-        f" | {r['median_step_s'] / ref['median_step_s']:.2f} | {r['images_per_s']:.0f}"
+        f" | {r['median_step_s'] / ref['median_step_s']:.2f} | {rate(r):,.0f}"
         f" | {r['trainable_params']:,} | {100 * r['trainable_params'] / r['params']:.2f}%"
         f" | {_mib(r['opt_state_bytes'])} | {r['opt_state_bytes'] / max(ref['opt_state_bytes'], 1):.3f}"
         f" | {_mib(r['frozen_param_bytes'])}"

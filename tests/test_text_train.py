@@ -148,6 +148,10 @@ def test_perf_measures_token_batches(tmp_path, capsys):
   rows = json.loads(out.read_text())
   assert [r['method'] for r in rows] == ['linear_probe', 'lora']
   assert rows[1]['step_flops'] > rows[0]['step_flops'] > 0
+  # Text throughput is tokens: the batch's full-length ids per second.
+  length = rows[1]['tokens_per_example']
+  assert length and rows[1]['tokens_per_s'] == pytest.approx(rows[1]['images_per_s'] * length)
+  assert '| tokens/s |' in capsys.readouterr().out
 
 
 @pytest.mark.parametrize('method', ['partial_ft', 'full_ft', 'lora', 'bitfit'])
