@@ -32,6 +32,9 @@ LEARNING_RATES = {
     'full_ft': 5e-5,
     'lora': 1e-3,
     'bitfit': 1e-3,
+    'dora': 1e-3,  # LoRA's rate: the same adapters, plus magnitudes
+    'ia3': 3e-3,  # the IA3 paper's rate
+    'prompt': 1e-2,  # prompt tokens start random and need large steps (Lester et al. use 0.3)
     'distill': 5e-4,
 }
 # The fresh, zero-initialised head of a pretrained model learns at this rate whatever the
@@ -127,6 +130,7 @@ def text_experiment(
     method_args = {
         'partial_ft': dict(k=arg.k),
         'lora': dict(rank=arg.rank),
+        'dora': dict(rank=arg.rank),
         'full_ft': dict(layer_decay=arg.layer_decay),
     }.get(arg.method, {})
     methods.apply(config, arg.method, **method_args)  # also: dont_load the new head
@@ -134,7 +138,7 @@ def text_experiment(
       config.optim.lr_rules = (('head/.*', HEAD_LR / config.optim.lr),) + tuple(
           config.optim.lr_rules
       )
-    if arg.method == 'lora':
+    if arg.method in ('lora', 'dora'):
       config.optim.weight_decay = 0.0
     if arg.fast:
       if arg.method != 'linear_probe':

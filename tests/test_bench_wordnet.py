@@ -25,6 +25,9 @@ METHODS = [
     'full_ft',
     'lora',
     'bitfit',
+    'dora',
+    'ia3',
+    'prompt',
     'student_alone',
     'distill',
 ]
@@ -40,7 +43,7 @@ def test_full_and_quick_suites_expand_every_method_with_minilm_and_its_own_teach
   a student taught by another cell's teacher, a scratch run given the pretrained weights."""
   full = suite.load(SUITE)
   names = [r['name'] for r in full['runs']]
-  assert len(names) == 8 * 3 * 3  # methods x sizes (8, 64, 512) x seeds, no upstream run
+  assert len(names) == 11 * 3 * 3  # methods x sizes (8, 64, 512) x seeds, no upstream run
   assert suite.meta(full, quick=False)['methods'] == METHODS
   assert suite.meta(full, quick=False)['macro_metric'] == 'macro_f1'
   by_name = {r['name']: r for r in full['runs']}

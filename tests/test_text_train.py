@@ -62,7 +62,9 @@ def test_scratch_learns_and_reports_macro_metrics(runs):
 
 
 @pytest.mark.parametrize(
-    'method', ['linear_probe', 'partial_ft:k=1', 'full_ft', 'lora:rank=2', 'bitfit', 'distill']
+    'method',
+    ['linear_probe', 'partial_ft:k=1', 'full_ft', 'lora:rank=2', 'bitfit', 'distill']
+    + ['dora:rank=2', 'ia3', 'prompt'],
 )
 def test_each_method_learns_from_the_pretrained_run(runs, method):
   name, _, extra = method.partition(':')
@@ -152,6 +154,16 @@ def test_perf_measures_token_batches(tmp_path, capsys):
   length = rows[1]['tokens_per_example']
   assert length and rows[1]['tokens_per_s'] == pytest.approx(rows[1]['images_per_s'] * length)
   assert '| tokens/s |' in capsys.readouterr().out
+
+
+def test_every_method_has_a_text_config():
+  """Bug caught: a method the trainer knows but the text presets do not (a KeyError
+  traceback for `configs/text/wordnet.py:method=dora`)."""
+  from jaxadapt import config as config_lib, text_presets
+
+  for method in text_presets.METHODS:
+    config = config_lib.load_config(f'{CONFIG}:method={method}')
+    assert config.optim.lr > 0 and config.adapt.method == method, method
 
 
 @pytest.mark.parametrize('method', ['partial_ft', 'full_ft', 'lora', 'bitfit'])

@@ -9,7 +9,7 @@ classes; configs/text/wordnet.py). The pretrained model is all-MiniLM-L6-v2 (22.
 parameters, `hf:all-MiniLM-L6-v2`), so there is no upstream run. Methods: scratch (the same
 architecture, randomly initialised), linear_probe_fast (one backbone pass, softmax head by
 L-BFGS, penalty chosen on validation), partial_ft (last 2 of 6 blocks), full_ft, lora (rank
-8), bitfit, and a small bert (2 blocks, width 128) trained alone or distilled from the
+8), bitfit, dora (rank 8), ia3, prompt (8 tokens before the first block), and a small bert (2 blocks, width 128) trained alone or distilled from the
 full_ft run of the same cell. The report adds macro F1 (mean per-class F1) beside accuracy.
 
 Budget, sized for the 2-core CPU (quick <= 6 min, full <= 90 min; `notes` below say it in
@@ -70,11 +70,14 @@ def get_suite(arg=None):
       dict(name='full_ft', config=text(f'method=full_ft{source}')),
       dict(name='lora', config=text(f'method=lora,rank=8{source}')),
       dict(name='bitfit', config=text(f'method=bitfit{source}')),
+      dict(name='dora', config=text(f'method=dora,rank=8{source}')),
+      dict(name='ia3', config=text(f'method=ia3{source}')),
+      dict(name='prompt', config=text(f'method=prompt{source}')),
       dict(name='student_alone', config=text(f'method=scratch,model=small{smoke}')),
       dict(name='distill', config=text(f'method=distill{smoke}'), overrides=(TEACHER,)),
   ]
   if arg.tiny:  # every code path, not every method (the upstream run is scratch's path)
-    drop = ('scratch', 'partial_ft', 'bitfit', 'student_alone')
+    drop = ('scratch', 'partial_ft', 'bitfit', 'student_alone', 'dora', 'ia3', 'prompt')
     methods = [m for m in methods if m['name'] not in drop]
     sizes, seeds = ((2,), (0,)) if arg.quick else ((2, 4), (0,))
     steps = dict(epochs=1.0, min=2, max=2, evals=1)
