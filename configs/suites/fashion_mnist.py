@@ -31,6 +31,11 @@ METHODS = 'configs/methods'  # the method config files
 PRETRAINED = 'init.checkpoint={run:upstream}'
 # The best big model trained on the same data: the full_ft run of the student's cell.
 TEACHER = "distill.teachers=('{run:{task}/full_ft/{size}/{seed}}',)"
+FULL_FT_LR = 2e-3  # configs/methods/full_ft.py's default: the full suite's teacher runs at it
+# In the full suite full_ft runs once per grid point: the teacher is the default-rate run.
+GRID_TEACHER = (
+    f"distill.teachers=('{{run:{{task}}/full_ft/{{size}}/{{seed}}/optim.lr={FULL_FT_LR}}}',)"
+)
 
 
 # The full suite's per-method grids (selection.py keeps the best point on validation): the
@@ -40,7 +45,7 @@ GRIDS = {
     'scratch': _LR(2e-3),
     'linear_probe': _LR(3e-2),
     'partial_ft': _LR(2e-3),
-    'full_ft': _LR(2e-3),
+    'full_ft': _LR(FULL_FT_LR),
     'lora': _LR(1e-2),
     'bitfit': _LR(1e-2),
     'student_alone': _LR(2e-3),
@@ -122,9 +127,7 @@ def get_suite(arg=None):
     # The budget rule (matrix.steps_for): 20 epochs of the subset clipped to [40, 900] steps.
     steps = dict(epochs=20.0, min=40, max=900, evals=5)
     methods = [dict(m, grid=GRIDS[m['name']]) if m['name'] in GRIDS else m for m in methods]
-    # The teacher is the full_ft run at its default learning rate (a grid point's run name).
-    teacher = TEACHER.replace('{seed}}', '{seed}/optim.lr=0.002}')
-    methods = [dict(m, overrides=(teacher,)) if m['name'] == 'distill' else m for m in methods]
+    methods = [dict(m, overrides=(GRID_TEACHER,)) if m['name'] == 'distill' else m for m in methods]
   s.matrix = dict(
       tasks=tasks,
       methods=methods,
