@@ -6,9 +6,9 @@ intermediate activation is fc2's input: `(l * h) W + bias`). The vectors live at
 `ia3/<path of W>/scale_out` (fan_out,) or `.../scale_in` (W's input features,), all ones
 at init, so the adapted model is exactly the base model.
 
-In training, `scaled(vectors)` makes the flax layers themselves multiply (an
-`nn.intercept_methods` interceptor, as lora.factored does for LoRA): the backward costs
-an element-wise product, never a kernel gradient. `merge` folds the vectors into the
+In training, `scaled(vectors)` makes the flax layers themselves multiply (through
+intercept.kernel_layers, as lora.factored does for LoRA): the backward costs an
+element-wise product, never a kernel gradient. `merge` folds the vectors into the
 kernels (and the bias, for 'out'): the same function as a plain model, for exports.
 """
 
@@ -20,7 +20,7 @@ from typing import Any, Iterator, Mapping
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxadapt import param_tree, path_rules
+from jaxadapt import intercept, param_tree, path_rules
 from jaxadapt.path_rules import RuleError
 
 NAME = 'ia3'
@@ -66,11 +66,7 @@ def scaled(vecs: Mapping[tuple[str, str], Any]) -> Iterator[None]:
     return
   used = set()
 
-  def interceptor(next_fun, args, kwargs, context):
-    module = context.module
-    if context.method_name != '__call__' or not isinstance(module, _LAYERS):
-      return next_fun(*args, **kwargs)
-    path = '/'.join((*module.path, 'kernel'))
+  def call(next_fun, module, path, args, kwargs):
     if (path, 'in') in vecs:
       used.add((path, 'in'))
       args = (args[0] * vecs[path, 'in'].astype(args[0].dtype), *args[1:])
@@ -80,7 +76,7 @@ def scaled(vecs: Mapping[tuple[str, str], Any]) -> Iterator[None]:
       y = y * vecs[path, 'out'].astype(y.dtype)
     return y
 
-  with nn.intercept_methods(interceptor):
+  with intercept.kernel_layers(_LAYERS, call):
     yield
   unused = sorted(set(vecs) - used)
   if unused:

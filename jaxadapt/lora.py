@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxadapt import path_rules, param_tree
+from jaxadapt import intercept, path_rules, param_tree
 from jaxadapt.path_rules import RuleError
 
 PREFIX = 'lora/'
@@ -150,11 +150,7 @@ def factored(adapters: Mapping[str, tuple[Any, Any]], alpha: float) -> Iterator[
     return
   used = set()
 
-  def interceptor(next_fun, args, kwargs, context):
-    module = context.module
-    if context.method_name != '__call__' or not isinstance(module, _LAYERS):
-      return next_fun(*args, **kwargs)
-    path = '/'.join(module.path) + '/kernel'
+  def call(next_fun, module, path, args, kwargs):
     if path not in adapters:
       return next_fun(*args, **kwargs)
     used.add(path)
@@ -163,7 +159,7 @@ def factored(adapters: Mapping[str, tuple[Any, Any]], alpha: float) -> Iterator[
     delta = _low_rank(module, path, args[0], a.astype(y.dtype), b.astype(y.dtype))
     return y + (alpha / a.shape[-1]) * delta.reshape(y.shape)
 
-  with nn.intercept_methods(interceptor):
+  with intercept.kernel_layers(_LAYERS, call):
     yield
   unused = sorted(set(adapters) - used)
   if unused:

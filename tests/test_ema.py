@@ -5,13 +5,12 @@ import pathlib
 import shutil
 
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 import pytest
 from safetensors.numpy import load_file
 
-from jaxadapt import checkpoint, cli, ema, optim, param_tree
+from jaxadapt import checkpoint, cli, defaults, ema, optim, param_tree
 from jaxadapt.metrics import read_metrics
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -42,23 +41,9 @@ def test_average_follows_the_warmed_up_formula():
 def test_only_trainable_leaves_are_averaged():
   """Catches an average over the frozen base too: for LoRA on a large model that would
   double the frozen memory the method exists to save."""
-  cfg = ml_collections.ConfigDict(
-      dict(
-          name='adamw',
-          lr=1e-3,
-          momentum=0.9,
-          nesterov=True,
-          b2=0.999,
-          weight_decay=0.0,
-          schedule='constant',
-          warmup_steps=0,
-          warmup_fraction=0.0,
-          grad_clip=0.0,
-          ema=0.99,
-          lr_rules=(('.*', 1.0),),
-          wd_rules=(('.*', 1.0),),
-      )
-  )
+  cfg = defaults.base_config().optim
+  cfg.ema = 0.99
+  cfg.wd_rules = (('.*', 1.0),)  # no biases here: the default's bias rule would match nothing
   params = {'base': {'kernel': jnp.ones((3, 3))}, 'head': {'kernel': jnp.ones((3, 2))}}
   trainable = {'base/kernel': False, 'head/kernel': True}
   groups = optim.param_groups(cfg, param_tree.flatten(params), trainable)
