@@ -63,6 +63,17 @@ def _update(cfg, groups, grads, params, steps=1, total_steps=100):
   return out
 
 
+# SGD whose update is exactly -lr * grad: no momentum, decay or schedule.
+PLAIN_SGD = dict(
+    name='sgd',
+    momentum=0.0,
+    weight_decay=0.0,
+    schedule='constant',
+    warmup_fraction=0.0,
+    wd_rules=(('.*', 1.0),),
+)
+
+
 def _groups(cfg, params, trainable=None):
   flat = param_tree.flatten(params)
   return optim.param_groups(cfg, flat, trainable or dict.fromkeys(flat, True))
@@ -70,16 +81,7 @@ def _groups(cfg, params, trainable=None):
 
 def test_lr_multipliers_scale_the_updates():
   """Catches an optimizer that ignores lr multipliers (layer decay silently off)."""
-  cfg = _optim(
-      name='sgd',
-      momentum=0.0,
-      weight_decay=0.0,
-      schedule='constant',
-      warmup_fraction=0.0,
-      lr=0.1,
-      lr_rules=(('slow/.*', 0.25), ('.*', 1.0)),
-      wd_rules=(('.*', 1.0),),
-  )
+  cfg = _optim(**PLAIN_SGD, lr=0.1, lr_rules=(('slow/.*', 0.25), ('.*', 1.0)))
   params = {'slow': {'w': jnp.ones(3)}, 'fast': {'w': jnp.ones(3)}}
   grads = {'slow': {'w': jnp.full(3, 2.0)}, 'fast': {'w': jnp.full(3, 2.0)}}
   (u,) = _update(cfg, _groups(cfg, params), grads, params)
@@ -112,15 +114,7 @@ def test_warmup_then_cosine_schedule_values():
 
 def test_gradient_clipping_bounds_the_global_norm_of_trainable_updates():
   """Catches optim.grad_clip being ignored (or clipping per leaf instead of globally)."""
-  cfg = _optim(
-      name='sgd',
-      momentum=0.0,
-      weight_decay=0.0,
-      schedule='constant',
-      warmup_fraction=0.0,
-      wd_rules=(('.*', 1.0),),
-  )
-  cfg.lr, cfg.grad_clip = 1.0, 1.0
+  cfg = _optim(**PLAIN_SGD, lr=1.0, grad_clip=1.0)
   params = {'a': jnp.zeros(2), 'b': jnp.zeros(2), 'frozen': jnp.zeros(2)}
   grads = {'a': jnp.array([3.0, 0.0]), 'b': jnp.array([0.0, 4.0]), 'frozen': jnp.zeros(2)}
   trainable = {'a': True, 'b': True, 'frozen': False}
