@@ -85,11 +85,6 @@ def _train(config, workdir, lock: workdir_lock.WorkdirLock, quiet: bool) -> dict
     )
     if config.distill.cache_logits:
       _check_cacheable(config)
-      if stream:
-        raise distill.DistillError(
-            'distill.cache_logits needs the train split in memory; set dataset.stream=False '
-            'or distill.cache_logits=False'
-        )
       train_arrays = {
           **train_arrays,
           'teacher_logits': distill.cache_logits(
@@ -249,7 +244,12 @@ def _train(config, workdir, lock: workdir_lock.WorkdirLock, quiet: bool) -> dict
 
 
 def _check_cacheable(config) -> None:
-  """Cached teacher logits are only right if every epoch sees the same images."""
+  """Cached teacher logits are only right if every epoch sees the same images, all in memory."""
+  if config.dataset.stream:
+    raise distill.DistillError(
+        'distill.cache_logits needs the train split in memory; set dataset.stream=False '
+        'or distill.cache_logits=False'
+    )
   random_ops = [op.name for op in data.preprocess.parse(config.preprocess.train) if op.random]
   if random_ops or config.distill.loss == 'fm':
     why = (

@@ -149,6 +149,7 @@ def test_cached_logits_train_like_live_teachers(teacher, tmp_path):
     [
         ([], 'needs un-augmented data'),
         (['--config.preprocess.train=scale', '--config.distill.loss=fm'], "'fm' mixes images"),
+        (['--config.preprocess.train=scale', '--config.dataset.stream=True'], 'split in memory'),
     ],
 )
 def test_cached_logits_refuse_augmentation(teacher, tmp_path, capsys, extra, message):
