@@ -60,11 +60,15 @@ def track(decay: float) -> optax.GradientTransformation:
 def averages(opt_state: Any) -> dict[str, jax.Array]:
   """{path: average} of every EmaState inside an optimizer state."""
   found = {}
-  states = jax.tree.leaves(opt_state, is_leaf=lambda x: isinstance(x, EmaState))
-  for s in states:
-    if isinstance(s, EmaState):
-      for path, leaf in jax.tree_util.tree_flatten_with_path(s.ema)[0]:
-        found['/'.join(str(getattr(k, 'key', k)) for k in path)] = leaf
+  for s in jax.tree.leaves(opt_state, is_leaf=lambda x: isinstance(x, EmaState)):
+    if isinstance(s, EmaState):  # optax.partition masks the other groups' leaves out
+      found.update(
+          {
+              k: v
+              for k, v in param_tree.flatten(s.ema).items()
+              if not isinstance(v, optax.MaskedNode)
+          }
+      )
   return found
 
 
