@@ -52,6 +52,47 @@ def test_fashion_mnist_matrix_expands_after_its_upstream_run_and_records_the_met
   assert 'related/linear_probe_fast/10/1' in names  # its penalty is chosen on val inside the run
 
 
+def test_vit_peft_suite_runs_every_peft_method_on_its_own_upstream_vit(tmp_path):
+  """Bugs caught: a PEFT method dropped from the ViT suite, a method adapting the CNN or
+  another run's weights, shallow and deep prompts built alike, scratch given the weights."""
+  from jaxadapt.bench import runlist
+
+  s = suite.load(f'{SUITES}/fashion_mnist_vit.py')
+  names = [r['name'] for r in s['runs']]
+  methods = suite.meta(s, quick=False)['methods']
+  assert methods == [
+      'scratch',
+      'linear_probe_fast',
+      'full_ft',
+      'lora',
+      'dora',
+      'bitfit',
+      'ia3',
+      'prompt',
+      'prompt_deep',
+  ]
+  assert names[0] == 'upstream' and len(names) == 1 + len(methods) * 2 * 3  # sizes x seeds
+  assert len(suite.load(f'{SUITES}/fashion_mnist_vit.py', quick=True)['runs']) == 1 + 9 * 2
+  by_name = {r['name']: r for r in s['runs']}
+  configs = {
+      m: runlist.run_config(by_name[f'related/{m}/10/1'], tmp_path, s['common']) for m in methods
+  }
+  assert {c.model.name for c in configs.values()} == {'vit'}
+  assert suite.refs(by_name['related/scratch/10/1']) == []
+  assert not configs['scratch'].init.checkpoint
+  for m in methods[1:]:
+    assert suite.refs(by_name[f'related/{m}/10/1']) == ['upstream'], m
+  kwargs = lambda m: configs[m].model.kwargs
+  assert (kwargs('prompt').num_prompts, kwargs('prompt').prompt_depth) == (8, 1)
+  assert (kwargs('prompt_deep').num_prompts, kwargs('prompt_deep').prompt_depth) == (8, 4)
+  assert [configs[m].adapt.method for m in ('lora', 'dora', 'ia3', 'bitfit')] == [
+      'lora',
+      'dora',
+      'ia3',
+      'bitfit',
+  ]
+
+
 def test_quick_passes_quick_true_to_every_kind_of_suite():
   assert len(suite.load(f'{SUITES}/fashion_mnist.py', quick=True)['runs']) == 1 + 36
   assert len(suite.load(f'{SUITES}/fashion_mnist.py:tiny', quick=True)['runs']) == 1 + 12
