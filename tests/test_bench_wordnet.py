@@ -24,6 +24,7 @@ METHODS = [
     'partial_ft',
     'full_ft',
     'lora',
+    'qlora',
     'bitfit',
     'dora',
     'ia3',
@@ -43,13 +44,13 @@ def test_full_and_quick_suites_expand_every_method_with_minilm_and_its_own_teach
   a student taught by another cell's teacher, a scratch run given the pretrained weights."""
   full = suite.load(SUITE)
   names = [r['name'] for r in full['runs']]
-  assert len(names) == 11 * 3 * 3  # methods x sizes (8, 64, 512) x seeds, no upstream run
+  assert len(names) == 12 * 3 * 3  # methods x sizes (8, 128, 512) x seeds, no upstream run
   assert suite.meta(full, quick=False)['methods'] == METHODS
   assert suite.meta(full, quick=False)['macro_metric'] == 'macro_f1'
   by_name = {r['name']: r for r in full['runs']}
-  assert suite.refs(by_name['supersense/distill/64/1']) == ['supersense/full_ft/64/1']
+  assert suite.refs(by_name['supersense/distill/128/1']) == ['supersense/full_ft/128/1']
   for method in ('scratch', 'student_alone', 'full_ft', 'lora'):
-    assert suite.refs(by_name[f'supersense/{method}/64/1']) == []
+    assert suite.refs(by_name[f'supersense/{method}/128/1']) == []
   quick = suite.load(SUITE, quick=True)
   assert [r['name'] for r in quick['runs']] == [f'supersense/{m}/8/0' for m in METHODS]
 
@@ -63,8 +64,12 @@ def test_quick_suite_configs_build_with_minilm_for_the_pretrained_methods(tmp_pa
   configs = {
       r['tags']['method']: runlist.run_config(r, tmp_path, runs['common']) for r in runs['runs']
   }
-  for method in ('linear_probe_fast', 'partial_ft', 'full_ft', 'lora', 'bitfit'):
+  for method in ('linear_probe_fast', 'partial_ft', 'full_ft', 'lora', 'qlora', 'bitfit'):
     assert configs[method].init.checkpoint == 'hf:all-MiniLM-L6-v2', method
+  # QLoRA is the lora row over an NF4-stored base, nothing else changed.
+  assert configs['qlora'].adapt.frozen_dtype == 'nf4'
+  assert configs['lora'].adapt.frozen_dtype == 'float32'
+  assert configs['qlora'].adapt.lora.to_dict() == configs['lora'].adapt.lora.to_dict()
   for method in ('scratch', 'student_alone', 'distill'):
     assert not configs[method].init.checkpoint, method
   assert configs['student_alone'].model.kwargs.width == 128
