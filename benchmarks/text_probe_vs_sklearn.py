@@ -119,18 +119,19 @@ def main() -> None:
       row = {'per_class': per_class, 'seed': seed, 'train_examples': len(idx)}
       for kind in probe.KINDS:  # as fast_probe.run: every penalty, the best on validation
         t = time.perf_counter()
+        settings = probe.candidates(kind, l2s)
         heads = probe.fit_heads(
             kind,
             x,
             y,
             c,
-            l2s,
+            settings,
             tol=config.adapt.probe_tol,
             max_iter=config.adapt.probe_max_iter,
         )
-        best, _ = probe.select_head(heads, l2s, val_feats, val['label'])
+        best, _ = probe.select_head(heads, settings, val_feats, val['label'])
         row[f'{kind}_fit_s'] = time.perf_counter() - t
-        row[f'{kind}_l2'] = l2s[best]
+        row[f'{kind}_setting'] = settings[best]
         row[kind] = probe.score(test_feats, test['label'], heads[best])
       t = time.perf_counter()
       row['sklearn'] = scores(test['label'], sklearn_probe(x, y, test_feats, cv=False), c)

@@ -62,19 +62,23 @@ def _run(config, workdir, lock: workdir_lock.WorkdirLock, quiet: bool) -> dict[s
       for name, arrays in {'train': train_arrays, **eval_arrays}.items()
   }
   t_feat = time.perf_counter() - t0
+  settings = probe.candidates(config.adapt.fast_probe, l2s)
   heads = probe.fit_heads(
       config.adapt.fast_probe,
       feats['train'],
       train_arrays['label'],
       exp.params['head']['kernel'].shape[-1],
-      l2s,
+      settings,
       tol=config.adapt.probe_tol,
       max_iter=config.adapt.probe_max_iter,
   )
-  # The penalty is chosen on the val split (disjoint from train), never on test.
+  # The setting is chosen on the val split (disjoint from train), never on test; without
+  # one, the first: the smallest penalty with per-feature scaling.
   chosen, val_scores = 0, []
   if 'val' in feats:
-    chosen, val_scores = probe.select_head(heads, l2s, feats['val'], eval_arrays['val']['label'])
+    chosen, val_scores = probe.select_head(
+        heads, settings, feats['val'], eval_arrays['val']['label']
+    )
   head = heads[chosen]
   t_fit = time.perf_counter() - t0 - t_feat
   params = {**exp.params, 'head': jax.device_put(head, sharding.replicated(mesh))}
@@ -113,6 +117,11 @@ def _run(config, workdir, lock: workdir_lock.WorkdirLock, quiet: bool) -> dict[s
     # One pass over the data, not steps x batch (the last batch is padded).
     summary['examples_seen'] = len(train_arrays['label'])
     summary['trainable_params'] = sum(int(np.size(v)) for v in jax.tree.leaves(head))
-    grid = {'probe/l2': l2s[chosen], 'probe/l2_grid': list(l2s), 'probe/l2_val': val_scores}
+    grid = {
+        'probe/l2': settings[chosen]['l2'],
+        'probe/scale': settings[chosen].get('scale', 'none'),
+        'probe/l2_grid': settings,
+        'probe/l2_val': val_scores,
+    }
     cost.write_summary(workdir, {**summary, **results, **grid})
   return results

@@ -9,8 +9,12 @@ small data or over-spend on large data):
   'softmax'  L2-regularised logistic regression (the loss the epoch-loop probe optimises)
              by full-batch L-BFGS (optax.lbfgs) until the gradient norm is below `tol`.
 
-`select_head` fits every penalty of a grid and keeps the one with the best accuracy on a
-validation split. Every fit returns an ordinary `head` ({'kernel', 'bias'}), so the result
+The softmax fit standardises the features first, by each feature's own std (`feature`) or
+by one std for all of them (`global`, the representation's geometry kept): with a few
+examples per class the per-feature stds are noise and amplify near-constant features, with
+many the per-feature scaling can win. `candidates` lists the settings (penalty, and for
+softmax the scaling), `fit_heads` fits them all and `select_head` keeps the one with the
+best accuracy on a validation split. Every fit returns an ordinary `head` ({'kernel', 'bias'}), so the result
 is a normal checkpoint.
 """
 
@@ -28,7 +32,9 @@ from jaxadapt.config import ConfigError
 from jaxadapt.step import model_input
 
 KINDS = ('ridge', 'softmax')
+SCALES = ('feature', 'global')  # the softmax fit's standardisation: per feature, or one std
 Head = dict[str, np.ndarray]
+Setting = dict[str, Any]  # {'l2': float} (+ 'scale' for softmax)
 
 
 def extract_features(
@@ -66,30 +72,44 @@ def check_penalties(l2s: Sequence[float]) -> tuple[float, ...]:
   return l2s
 
 
+def candidates(kind: str, l2s: Sequence[float]) -> list[Setting]:
+  """The settings a fast probe fits: every penalty, for softmax under both scalings."""
+  check_kind(kind)
+  if kind == 'ridge':
+    return [{'l2': float(l2)} for l2 in l2s]
+  return [{'scale': scale, 'l2': float(l2)} for scale in SCALES for l2 in l2s]
+
+
 def fit_heads(
     kind: str,
     feats: np.ndarray,
     labels: np.ndarray,
     num_classes: int,
-    l2s: Sequence[float],
+    settings: Sequence[Setting],
     *,
     tol: float = 1e-5,
     max_iter: int = 1000,
 ) -> list[Head]:
-  """One head per penalty in `l2s` (same order)."""
+  """One head per setting (same order; see `candidates`)."""
   check_kind(kind)
   if kind == 'ridge':
-    return fit_ridge_path(feats, labels, num_classes, l2s)
-  return [fit_softmax(feats, labels, num_classes, l2, tol=tol, max_iter=max_iter) for l2 in l2s]
+    return fit_ridge_path(feats, labels, num_classes, [s['l2'] for s in settings])
+  return [
+      fit_softmax(feats, labels, num_classes, s['l2'], scale=s['scale'], tol=tol, max_iter=max_iter)
+      for s in settings
+  ]
 
 
 def select_head(
-    heads: Sequence[Head], l2s: Sequence[float], val_feats: np.ndarray, val_labels: np.ndarray
+    heads: Sequence[Head],
+    settings: Sequence[Setting],
+    val_feats: np.ndarray,
+    val_labels: np.ndarray,
 ) -> tuple[int, list[float]]:
   """Index of the head with the best validation accuracy (ties: the larger penalty, the
-  simpler model), and every head's validation accuracy."""
+  simpler model; then the earlier setting), and every head's validation accuracy."""
   scores = [score(val_feats, val_labels, h)['accuracy'] for h in heads]
-  best = max(range(len(heads)), key=lambda i: (scores[i], l2s[i]))
+  best = max(range(len(heads)), key=lambda i: (scores[i], settings[i]['l2']))
   return best, scores
 
 
@@ -123,15 +143,20 @@ def fit_softmax(
     num_classes: int,
     l2: float = 1e-3,
     *,
+    scale: str = 'feature',
     tol: float = 1e-5,
     max_iter: int = 1000,
 ) -> Head:
   """argmin mean cross-entropy + l2/2 |W|^2 on standardised features, by L-BFGS to `tol`.
 
-  The penalty is on the weights of standardised features (not the bias), then folded back
-  into a head that reads raw features.
+  Features are centred and divided by their own std (`scale='feature'`) or by the root
+  mean of their variances (`'global'`). The penalty is on the weights of the scaled
+  features (not the bias), then folded back into a head that reads raw features.
   """
-  mu, sd = feats.mean(0), feats.std(0) + 1e-6
+  if scale not in SCALES:
+    raise ValueError(f'scale={scale!r}; expected one of {SCALES}')
+  mu, var = feats.mean(0), feats.var(0)
+  sd = (np.sqrt(var) if scale == 'feature' else np.full_like(var, np.sqrt(var.mean()))) + 1e-6
   x = jnp.asarray((feats - mu) / sd, jnp.float32)
   y = jnp.asarray(labels)
   w, b = _lbfgs_softmax(x, y, num_classes, jnp.float32(l2), tol, max_iter)

@@ -24,7 +24,7 @@ def test_softmax_matches_scikit_learn_logistic_regression(n_per_class):
   # Adam loop at small n) misses sklearn's accuracy by points, not fractions of a point.
   x, y = _features(n_per_class)
   xt, yt = _features(500, seed=1)
-  mu, sd = x.mean(0), x.std(0) + 1e-6
+  mu, sd = x.mean(0), x.std(0) + 1e-6  # the per-feature scaling (scale='feature')
   c = 1.0
   ref = LogisticRegression(C=c, max_iter=5000, tol=1e-8).fit((x - mu) / sd, y)
   ref_acc = ref.score((xt - mu) / sd, yt)
@@ -54,8 +54,9 @@ def test_selection_picks_the_best_validation_penalty():
   x, y = _features(4, d=40, noise=3.0)
   xv, yv = _features(200, d=40, noise=3.0, seed=2)
   l2s = (1e-6, 1e-2, 1.0, 100.0)
-  heads = probe.fit_heads('ridge', x, y, 5, l2s)
-  best, scores = probe.select_head(heads, l2s, xv, yv)
+  settings = probe.candidates('ridge', l2s)
+  heads = probe.fit_heads('ridge', x, y, 5, settings)
+  best, scores = probe.select_head(heads, settings, xv, yv)
   assert scores[best] == max(scores) and len(scores) == 4
   assert best == max(i for i, s in enumerate(scores) if s == max(scores))  # ties: larger l2
 
@@ -92,6 +93,36 @@ def test_softmax_head_works_on_raw_offset_features():
   train = np.arange(len(labels)) % 2 == 0
   head = probe.fit_softmax(feats[train], labels[train], 3)
   assert min(_accuracies(head, feats, labels)) > 0.95
+
+
+def _quiet_noise_features(n_per_class, seed):
+  """Three informative features of std ~2 beside 300 pure-noise features of std 1e-3."""
+  rng = np.random.default_rng(seed)
+  labels = np.repeat(np.arange(3), n_per_class)
+  signal = 2.0 * np.eye(3)[labels] + rng.normal(0, 1.0, (len(labels), 3))
+  noise = rng.normal(0, 1e-3, (len(labels), 300))
+  return np.concatenate([signal, noise], axis=1).astype(np.float32), labels
+
+
+def test_selection_picks_the_feature_scaling_that_wins_on_validation():
+  """Bugs caught: the scaling not part of the selection (one scaling fitted twice, or the
+  first always kept); a global scaling that is really per feature. With 2 examples per class,
+  per-feature stds blow 300 near-constant noise features up to the signal's size; with one
+  std for all they stay negligible. On offset features whose signal is tiny next to loud
+  noise, only the per-feature scaling sees the signal."""
+  settings = probe.candidates('softmax', (1e-2, 1.0))
+  assert [s['scale'] for s in settings] == ['feature', 'feature', 'global', 'global']
+  x, y = _quiet_noise_features(2, seed=0)
+  xv, yv = _quiet_noise_features(200, seed=1)
+  heads = probe.fit_heads('softmax', x, y, 3, settings)
+  best, scores = probe.select_head(heads, settings, xv, yv)
+  assert settings[best]['scale'] == 'global' and scores[best] == max(scores)
+  assert max(scores[2:]) >= max(scores[:2]) + 0.1, scores
+  feats, labels = _offset_features()
+  train = np.arange(len(labels)) % 2 == 0
+  heads = probe.fit_heads('softmax', feats[train], labels[train], 3, settings)
+  best, scores = probe.select_head(heads, settings, feats[~train], labels[~train])
+  assert settings[best]['scale'] == 'feature' and scores[best] > 0.95, scores
 
 
 def test_ridge_head_handles_feature_offsets():

@@ -181,7 +181,7 @@ def _record(run: dict, config: ml_collections.ConfigDict, summary: dict, wall: f
           if config.adapt.fast_probe
           else convergence.still_rising(summary.get('val_curve', []), summary['steps'])
       ),
-      **{k: summary[k] for k in summary if k.startswith('probe/l2')},
+      **{k: summary[k] for k in summary if k.startswith(('probe/l2', 'probe/scale'))},
       'wall_seconds': wall,
       'config': json.loads(json.dumps(config.to_dict(), default=str)),
       **{k: summary[k] for k in SUMMARY_KEYS},
