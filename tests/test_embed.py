@@ -23,6 +23,10 @@ Verdict text.
 ## Method tables
 
 Other.
+
+## Task: related
+
+The method table.
 """
 
 
@@ -48,6 +52,14 @@ def test_a_block_becomes_its_section_with_links_resolved_from_the_readme(tmp_pat
       '<!-- /embed -->\nOutro.\n'
   )
   assert embed.main([str(readme), '--check']) == 0  # idempotent: a second sync changes nothing
+
+
+def test_a_title_repeated_at_two_levels_embeds_the_shallowest(tmp_path):
+  """Bug caught: "Task: related" embedding the verdict's ### subsection (the first match)
+  instead of the report's ## method table."""
+  readme = _readme(tmp_path, 'res/report.md#Task: related')
+  assert embed.main([str(readme)]) == 0
+  assert 'The method table.' in readme.read_text() and '| a | b |' not in readme.read_text()
 
 
 def test_check_reports_a_stale_block_without_writing(tmp_path, capsys):

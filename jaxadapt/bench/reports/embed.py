@@ -9,7 +9,7 @@ A block is the text between
   <!-- /embed -->
 
 and becomes that report's section: the lines after the heading whose text is the part after
-`#`, up to the next heading of the same or a higher level (`#` alone: the whole file).
+`#` (the shallowest such heading, then the first), up to the next heading of the same or a higher level (`#` alone: the whole file).
 Its headings go one level deeper (they sit under a README heading), and relative links and
 images are rewritten to resolve from the markdown file. So every README
 table is regenerated from the committed results by `jaxadapt report DIR` and this command,
@@ -36,21 +36,25 @@ HEADING = re.compile(r'^(#+) (.*)$')
 def section(markdown: str, title: str) -> str:
   """The lines under the heading `title` up to the next heading of its level or higher."""
   lines = markdown.splitlines()
-  for i, line in enumerate(lines):
-    m = HEADING.match(line)
-    if m and m.group(2).strip() == title:
-      level = len(m.group(1))
-      end = next(
-          (
-              j
-              for j in range(i + 1, len(lines))
-              if (h := HEADING.match(lines[j])) and len(h.group(1)) <= level
-          ),
-          len(lines),
-      )
-      return '\n'.join(lines[i + 1 : end]).strip('\n')
-  headings = [m.group(2) for line in lines if (m := HEADING.match(line))]
-  raise errors.UserError(f'no heading {title!r}; the file has: {", ".join(headings)}')
+  # The shallowest heading with that text: a report repeats "Task: x" under its verdict.
+  found = [
+      (len(m.group(1)), i)
+      for i, line in enumerate(lines)
+      if (m := HEADING.match(line)) and m.group(2).strip() == title
+  ]
+  if not found:
+    headings = [m.group(2) for line in lines if (m := HEADING.match(line))]
+    raise errors.UserError(f'no heading {title!r}; the file has: {", ".join(headings)}')
+  level, i = min(found)
+  end = next(
+      (
+          j
+          for j in range(i + 1, len(lines))
+          if (h := HEADING.match(lines[j])) and len(h.group(1)) <= level
+      ),
+      len(lines),
+  )
+  return '\n'.join(lines[i + 1 : end]).strip('\n')
 
 
 def sync(text: str, root: pathlib.Path) -> str:
