@@ -14,8 +14,8 @@ by one std for all of them (`global`, the representation's geometry kept): with 
 examples per class the per-feature stds are noise and amplify near-constant features, with
 many the per-feature scaling can win. `candidates` lists the settings (penalty, and for
 softmax the scaling), `fit_heads` fits them all and `select_head` keeps the one with the
-best accuracy on a validation split. Every fit returns an ordinary `head` ({'kernel', 'bias'}), so the result
-is a normal checkpoint.
+best accuracy on a validation split. Every fit returns an ordinary `head` ({'kernel',
+'bias'}), so the result is a normal checkpoint.
 """
 
 from __future__ import annotations

@@ -11,16 +11,17 @@ architecture, randomly initialised), linear_probe_fast (one backbone pass, softm
 L-BFGS, penalty chosen on validation), partial_ft (last 2 of 6 blocks), full_ft, lora (rank
 8), qlora (the same LoRA over NF4-stored frozen kernels), bitfit, dora (rank 8), ia3, prompt
 (8 tokens before the first block), and a small bert (2 blocks, width 128) trained alone or
-distilled from the full_ft run of the same cell. The report adds macro F1 (mean per-class F1) beside accuracy.
+distilled from the full_ft run of the same cell. The report adds macro F1 (mean per-class
+F1) beside accuracy.
 
 Budget, sized for the 2-core CPU (quick <= 6 min, full <= 90 min; `notes` below say it in
 the report): glosses cut to 32 tokens (7% are longer), validation and test subsets instead of
 the 8k-gloss splits, and every training run gets the same 30 steps of 16 glosses whatever
 its data size, so the larger sizes are capped: at 128 and 512 per class a fine-tuned
 MiniLM sees under one epoch. Measured: the full suite in 43 min 34 s as two shards side by
-side on the 2-core CPU (README, Text section). Arguments: quick (8 per class, one seed); tiny (a smoke bert
-pretrained for a few steps stands in for MiniLM, a couple of steps per run: every code
-path in seconds, for tests).
+side on the 2-core CPU (README, Text section). Arguments: quick (8 per class, one seed);
+tiny (a smoke bert pretrained for a few steps stands in for MiniLM, a couple of steps per
+run: every code path in seconds, for tests).
 """
 
 import ml_collections

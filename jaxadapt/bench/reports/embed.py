@@ -9,11 +9,12 @@ A block is the text between
   <!-- /embed -->
 
 and becomes that report's section: the lines after the heading whose text is the part after
-`#` (the shallowest such heading, then the first), up to the next heading of the same or a higher level (`#` alone: the whole file).
-Its headings go one level deeper (they sit under a README heading), and relative links and
-images are rewritten to resolve from the markdown file. So every README
-table is regenerated from the committed results by `jaxadapt report DIR` and this command,
-never edited by hand, and a test keeps the README equal to the committed reports.
+`#` (the shallowest such heading, then the first), up to the next heading of the same or a
+higher level (no `#`: the whole file). Its headings go one level deeper (they sit under a
+README heading), and relative links and images are rewritten to resolve from the markdown
+file. So every README table is regenerated from the committed results by `jaxadapt report
+DIR` and this command, never edited by hand, and a test keeps the README equal to the
+committed reports.
 """
 
 from __future__ import annotations
